@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need on Debian 12, as root.
+# Skips apt entirely when everything is already there (CI reruns are quick).
+set -euo pipefail
+
+packages=(
+  protobuf-compiler            # protoc, for etcd-client's build script
+  etcd-server                  # etcd, started by the test fixtures on loopback
+  etcd-client                  # etcdctl, for poking at etcd by hand
+  nftables                     # nft, our firewall/NAT backend
+  iproute2                     # ip, for namespaces in tests and the demo
+  iputils-ping                 # ping, for the demo and datapath tests
+  containernetworking-plugins  # the reference Go plugins, for differential tests and benchmarks
+  ca-certificates
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo not found: install a Rust toolchain >= 1.85 (rustup), then rerun" >&2
+  exit 1
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: run as root: the tests create network namespaces" >&2
+  exit 1
+fi
