@@ -5,10 +5,13 @@ use std::sync::Mutex;
 
 use crate::*;
 
+/// (command, container id, ifname) as the plugin saw them.
+type Seen = (Command, Option<String>, Option<String>);
+
 /// Records what the dispatcher handed over; answers with a fixed result.
 #[derive(Default)]
 struct Recorder {
-    seen: Mutex<Vec<(Command, Option<String>, Option<String>)>>,
+    seen: Mutex<Vec<Seen>>,
     fail_with: Option<Error>,
     panic: bool,
 }

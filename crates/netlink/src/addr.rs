@@ -1,0 +1,93 @@
+//! IP addresses on links.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use futures_util::TryStreamExt;
+use ipnetwork::IpNetwork;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::AddressMessageBuilder;
+
+use crate::error::Result;
+use crate::handle::Netlink;
+
+fn message(index: u32, net: IpNetwork) -> AddressMessage {
+    match net {
+        IpNetwork::V4(n) => AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(index)
+            .address(n.ip(), n.prefix())
+            .build(),
+        IpNetwork::V6(n) => AddressMessageBuilder::<Ipv6Addr>::new()
+            .index(index)
+            .address(n.ip(), n.prefix())
+            .build(),
+    }
+}
+
+/// The address of one dump entry: `IFA_LOCAL` (the own address, also on
+/// point-to-point links) or else `IFA_ADDRESS`, with the prefix length.
+fn network_of(msg: &AddressMessage) -> Option<IpNetwork> {
+    let mut address: Option<IpAddr> = None;
+    let mut local: Option<IpAddr> = None;
+    for attr in &msg.attributes {
+        match attr {
+            AddressAttribute::Local(ip) => local = Some(*ip),
+            AddressAttribute::Address(ip) => address = Some(*ip),
+            _ => {}
+        }
+    }
+    IpNetwork::new(local.or(address)?, msg.header.prefix_len).ok()
+}
+
+impl Netlink {
+    /// `ip addr add <net> dev <index>`; `net` keeps its host bits
+    /// (10.0.0.5/24 is address 10.0.0.5 in 10.0.0.0/24). Fails with
+    /// [`Error::is_exists`] when the address is already there.
+    pub fn add_address(&self, index: u32, net: IpNetwork) -> Result<()> {
+        let req = self
+            .handle()
+            .address()
+            .add(index, net.ip(), net.prefix())
+            .execute();
+        self.block_on(req)
+            .map_err(self.nl_err(format!("add address {net} to link {index}")))
+    }
+
+    /// The addresses of link `index`, both families, in kernel order
+    /// (including IPv6 link-local ones).
+    pub fn addresses(&self, index: u32) -> Result<Vec<IpNetwork>> {
+        let req = self
+            .handle()
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        let msgs: Vec<AddressMessage> = self
+            .block_on(req.try_collect())
+            .map_err(self.nl_err(format!("list addresses of link {index}")))?;
+        Ok(msgs.iter().filter_map(network_of).collect())
+    }
+
+    /// `ip addr del <net> dev <index>`; a missing address gives
+    /// [`Error::is_not_found`] (EADDRNOTAVAIL).
+    pub fn del_address(&self, index: u32, net: IpNetwork) -> Result<()> {
+        let req = self.handle().address().del(message(index, net)).execute();
+        self.block_on(req)
+            .map_err(self.nl_err(format!("delete address {net} from link {index}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_keeps_host_bits_and_reads_back() {
+        let net: IpNetwork = "10.0.0.5/24".parse().expect("net");
+        let msg = message(3, net);
+        assert_eq!(msg.header.index, 3);
+        assert_eq!(msg.header.prefix_len, 24);
+        assert_eq!(network_of(&msg), Some(net));
+        let net6: IpNetwork = "fd00::5/64".parse().expect("net");
+        assert_eq!(network_of(&message(3, net6)), Some(net6));
+    }
+}

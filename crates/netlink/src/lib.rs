@@ -1,0 +1,44 @@
+//! A small blocking API over rtnetlink for one-shot network plugins: namespace
+//! handles, links (veth, bridge, vxlan), addresses, routes, neighbours, FDB
+//! entries and sysctls. Nothing here knows about CNI.
+//!
+//! ```no_run
+//! use netlink::{Netlink, Netns, VethPeer, VethSpec};
+//! # fn main() -> netlink::Result<()> {
+//! let container = Netns::open("/run/netns/c1")?;
+//! let nl = Netlink::connect_current()?;
+//! let host_side = nl.create_veth(&VethSpec {
+//!     name: "veth1234".into(),
+//!     mtu: Some(1450),
+//!     mac: None,
+//!     master: None,
+//!     peer: VethPeer { name: "eth0".into(), mtu: Some(1450), mac: None, netns: &container },
+//! })?;
+//! # let _ = host_side; Ok(()) }
+//! ```
+//!
+//! Each [`Netlink`] owns one socket created inside its namespace (on a helper
+//! thread, see [`Netlink::connect`]) and a private current-thread tokio runtime;
+//! calls block until the kernel answers and must not be made from async tasks.
+//! Netlink types are reached only through `rtnetlink::packet_route`, so the
+//! versions can't diverge.
+
+mod addr;
+mod create;
+mod error;
+mod handle;
+mod link;
+mod neigh;
+mod netns;
+mod route;
+mod sysctl;
+
+pub use create::{BridgeSpec, VethPeer, VethSpec, VxlanSpec};
+pub use error::{Error, ErrorKind, Result};
+pub use handle::Netlink;
+pub use ipnetwork::IpNetwork;
+pub use link::{format_mac, validate_ifname, Link, VxlanInfo};
+pub use neigh::{FdbEntry, Neighbour};
+pub use netns::Netns;
+pub use route::{IpFamily, Route, DEFAULT_V4, DEFAULT_V6, MAIN_TABLE};
+pub use sysctl::{sysctl_path, Sysctl};
