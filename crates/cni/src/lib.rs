@@ -6,6 +6,7 @@
 
 mod args;
 mod config;
+mod delegate;
 mod error;
 mod names;
 mod result;
@@ -17,6 +18,7 @@ mod skel_tests;
 
 pub use args::{CniArgs, COMMON_KEYS};
 pub use config::{peek_version, Attachment, IpamSection, NetConf};
+pub use delegate::{delegate, find_plugin};
 pub use error::{Error, ErrorCode};
 pub use names::{Cidr, ContainerId, IfName, Mac, NetworkName, MAX_IFNAME_LEN};
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};
