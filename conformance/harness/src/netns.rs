@@ -135,6 +135,11 @@ impl Sandbox {
         self.containers.last_mut().expect("just pushed")
     }
 
+    /// How many container namespaces there are (the next one gets this index).
+    pub fn container_count(&self) -> usize {
+        self.containers.len()
+    }
+
     pub fn container(&self, i: usize) -> &Netns {
         &self.containers[i]
     }

@@ -33,10 +33,10 @@ fn namespaces_vanish_when_the_test_panics() {
     let result = std::panic::catch_unwind(|| {
         let mut sb = Sandbox::new("sb-panic");
         sb.add_container();
-        names
-            .lock()
-            .unwrap()
-            .extend([sb.host().name().to_string(), sb.container(0).name().to_string()]);
+        names.lock().unwrap().extend([
+            sb.host().name().to_string(),
+            sb.container(0).name().to_string(),
+        ]);
         panic!("test failure inside the sandbox");
     });
     assert!(result.is_err());
@@ -52,9 +52,16 @@ fn commands_run_inside_the_host_namespace() {
     let sb = Sandbox::new("sb-cmd");
     sb.host().ip(&["link", "add", "sbtest0", "type", "bridge"]);
     // `ip link` run through the sandbox sees the bridge; the machine's own netns does not.
-    let out = sb.host_command("ip").args(["-br", "link"]).output().unwrap();
+    let out = sb
+        .host_command("ip")
+        .args(["-br", "link"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("sbtest0"));
-    let here = std::process::Command::new("ip").args(["-br", "link"]).output().unwrap();
+    let here = std::process::Command::new("ip")
+        .args(["-br", "link"])
+        .output()
+        .unwrap();
     assert!(!String::from_utf8_lossy(&here.stdout).contains("sbtest0"));
 }
 
@@ -67,7 +74,11 @@ fn plugin_call_passes_env_and_stdin_and_unset_removes_variables() {
         "#!/bin/sh\nread -r line\nprintf '{\"cmd\":\"%s\",\"id\":\"%s\",\"netns\":\"%s\",\"stdin\":%s}' \"$CNI_COMMAND\" \"${CNI_CONTAINERID-unset}\" \"$(readlink /proc/self/ns/net)\" \"$line\"\n",
     )
     .unwrap();
-    std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
     let out = PluginCall::new(&script, "ADD")
         .container("c1", &sb.host().path(), "eth0")
         .unset("CNI_CONTAINERID")
@@ -79,5 +90,9 @@ fn plugin_call_passes_env_and_stdin_and_unset_removes_variables() {
     assert_eq!(v["id"], "unset");
     assert_eq!(v["stdin"]["a"], 1);
     let own = std::fs::read_link("/proc/self/ns/net").unwrap();
-    assert_ne!(v["netns"], own.display().to_string(), "ran inside the sandbox");
+    assert_ne!(
+        v["netns"],
+        own.display().to_string(),
+        "ran inside the sandbox"
+    );
 }

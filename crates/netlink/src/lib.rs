@@ -37,7 +37,7 @@ pub use create::{BridgeSpec, VethPeer, VethSpec, VxlanSpec};
 pub use error::{Error, ErrorKind, Result};
 pub use handle::Netlink;
 pub use ipnetwork::IpNetwork;
-pub use link::{format_mac, validate_ifname, Link, VxlanInfo};
+pub use link::{format_mac, validate_ifname, Link, PortFlags, VxlanInfo};
 pub use neigh::{FdbEntry, Neighbour};
 pub use netns::Netns;
 pub use route::{IpFamily, Route, DEFAULT_V4, DEFAULT_V6, MAIN_TABLE};

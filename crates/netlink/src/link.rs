@@ -39,6 +39,13 @@ pub struct Link {
     pub vlan_filtering: Option<bool>,
 }
 
+/// Bridge-port flags for [`Netlink::set_port_flags`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortFlags {
+    pub hairpin: Option<bool>,
+    pub isolated: Option<bool>,
+}
+
 /// The VXLAN parameters of a vxlan link.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VxlanInfo {
@@ -254,6 +261,21 @@ impl Netlink {
         let req = self.handle().link().set_port(msg).execute();
         self.block_on(req)
             .map_err(self.nl_err(format!("set hairpin {on} on bridge port {index}")))
+    }
+
+    /// Several bridge-port flags in one request (`bridge link set dev X hairpin
+    /// on isolated on`); `None` leaves a flag as it is.
+    pub fn set_port_flags(&self, index: u32, flags: PortFlags) -> Result<()> {
+        let mut msg = LinkBridgePort::new(index);
+        if let Some(on) = flags.hairpin {
+            msg = msg.hairpin(on);
+        }
+        if let Some(on) = flags.isolated {
+            msg = msg.isolated(on);
+        }
+        let req = self.handle().link().set_port(msg.build()).execute();
+        self.block_on(req)
+            .map_err(self.nl_err(format!("set {flags:?} on bridge port {index}")))
     }
 
     /// `ip link set <index> name <new_name>`. Kernels before 6.x refuse to

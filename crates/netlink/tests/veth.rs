@@ -266,6 +266,25 @@ fn existing_links_can_be_changed() {
     let j = ip_link(sb.host(), "vethX");
     assert_eq!(j["linkinfo"]["info_slave_data"]["hairpin"], false, "{j}");
 
+    // Both flags in one request; None leaves a flag alone.
+    let flags = netlink::PortFlags {
+        hairpin: Some(true),
+        isolated: Some(true),
+    };
+    nl.set_port_flags(veth.index, flags).expect("port flags");
+    let j = ip_link(sb.host(), "vethX");
+    assert_eq!(j["linkinfo"]["info_slave_data"]["hairpin"], true, "{j}");
+    assert_eq!(j["linkinfo"]["info_slave_data"]["isolated"], true, "{j}");
+    let only_isolated = netlink::PortFlags {
+        hairpin: None,
+        isolated: Some(false),
+    };
+    nl.set_port_flags(veth.index, only_isolated).expect("port flags");
+    let j = ip_link(sb.host(), "vethX");
+    assert_eq!(j["linkinfo"]["info_slave_data"]["hairpin"], true, "{j}");
+    assert_eq!(j["linkinfo"]["info_slave_data"]["isolated"], false, "{j}");
+    nl.set_hairpin(veth.index, false).expect("hairpin off");
+
     nl.set_promisc(br.index, true).expect("promisc");
     assert_eq!(ip_link(sb.host(), "br0")["promiscuity"], 1);
 

@@ -1,0 +1,21 @@
+//! Test harness shared by every suite in the workspace.
+//!
+//! - [`Sandbox`]: a throwaway "host" network namespace plus container namespaces,
+//!   all removed on drop (also when the test panics).
+//! - [`PluginCall`]: runs a plugin binary inside the sandbox's host namespace with
+//!   CNI_* variables and stdin, and hands back its exit status, stdout and stderr.
+//! - [`bins`]: where the workspace's binaries are, for tests in other crates.
+//!
+//! Nothing here touches the machine's own namespace: every command that changes
+//! network state runs inside a namespace the sandbox made.
+
+pub mod bins;
+pub mod etcd;
+mod netns;
+mod plugin;
+mod tool;
+
+pub use etcd::{EtcdCluster, EtcdServer};
+pub use netns::{Netns, Sandbox};
+pub use plugin::{PluginCall, PluginOutput};
+pub use tool::{require_tool, run_ok};
