@@ -29,7 +29,9 @@ impl CniArgs {
                 continue;
             }
             let (k, v) = seg.split_once('=').ok_or_else(|| {
-                Error::invalid_env(format!("CNI_ARGS: invalid pair {seg:?}: expected KEY=VALUE"))
+                Error::invalid_env(format!(
+                    "CNI_ARGS: invalid pair {seg:?}: expected KEY=VALUE"
+                ))
             })?;
             if k.is_empty() {
                 return Err(Error::invalid_env(format!(

@@ -239,7 +239,10 @@ mod tests {
             "ips": [{"version": "4", "address": "10.0.0.2/24"}]
         });
         let c = NetConf::parse(v.clone(), Version::V0_4_0).unwrap();
-        assert_eq!(c.prev_result.unwrap().ips[0].address.to_string(), "10.0.0.2/24");
+        assert_eq!(
+            c.prev_result.unwrap().ips[0].address.to_string(),
+            "10.0.0.2/24"
+        );
         v["prevResult"]["ips"][0]["version"] = json!("6");
         let e = NetConf::parse(v, Version::V0_4_0).unwrap_err();
         assert_eq!(e.code, crate::ErrorCode::DECODING_FAILURE);
@@ -263,7 +266,9 @@ mod tests {
         let mut v = base();
         v["cni.dev/valid-attachments"] = json!([]);
         assert_eq!(
-            NetConf::parse(v, Version::V1_1_0).unwrap().valid_attachments,
+            NetConf::parse(v, Version::V1_1_0)
+                .unwrap()
+                .valid_attachments,
             Some(vec![])
         );
     }
@@ -287,7 +292,10 @@ mod tests {
 
     #[test]
     fn peek_version_reads_only_the_version() {
-        assert_eq!(peek_version(&json!({"cniVersion": "0.3.1"})).unwrap(), Some("0.3.1"));
+        assert_eq!(
+            peek_version(&json!({"cniVersion": "0.3.1"})).unwrap(),
+            Some("0.3.1")
+        );
         assert_eq!(peek_version(&json!({})).unwrap(), None);
         assert!(peek_version(&json!({"cniVersion": 1})).is_err());
     }

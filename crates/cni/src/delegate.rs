@@ -84,9 +84,8 @@ pub fn delegate(
     if command != Command::Add {
         return Ok(None);
     }
-    let value: serde_json::Value = serde_json::from_str(&stdout).map_err(|e| {
-        Error::decoding(format!("{plugin_type} ADD printed no valid result: {e}"))
-    })?;
+    let value: serde_json::Value = serde_json::from_str(&stdout)
+        .map_err(|e| Error::decoding(format!("{plugin_type} ADD printed no valid result: {e}")))?;
     CniResult::from_json(&value, req.version()).map(Some)
 }
 
@@ -130,7 +129,9 @@ mod tests {
 printf '{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.0.0.2/24","gateway":"10.0.0.1"}],"dns":{}}'
 [ "$CNI_COMMAND" = ADD ]"#,
         );
-        let r = delegate(&request(&dir), "fake-ipam", Command::Add).unwrap().unwrap();
+        let r = delegate(&request(&dir), "fake-ipam", Command::Add)
+            .unwrap()
+            .unwrap();
         assert_eq!(r.ips[0].address.to_string(), "10.0.0.2/24");
         let none = delegate(&request(&dir), "fake-ipam", Command::Del);
         assert!(none.is_err(), "the script fails unless CNI_COMMAND=ADD");
@@ -167,7 +168,9 @@ printf '{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.0.0.2/24","gat
         let dir = script_dir("badjson", "echo not-json");
         let e = delegate(&request(&dir), "fake-ipam", Command::Add).unwrap_err();
         assert_eq!(e.code, crate::ErrorCode::DECODING_FAILURE);
-        assert!(delegate(&request(&dir), "fake-ipam", Command::Del).unwrap().is_none());
+        assert!(delegate(&request(&dir), "fake-ipam", Command::Del)
+            .unwrap()
+            .is_none());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -49,7 +49,8 @@ macro_rules! string_newtype {
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = String::deserialize(d)?;
-                s.parse().map_err(|e: Error| serde::de::Error::custom(e.msg))
+                s.parse()
+                    .map_err(|e: Error| serde::de::Error::custom(e.msg))
             }
         }
     };
@@ -179,7 +180,8 @@ impl serde::Serialize for Mac {
 impl<'de> serde::Deserialize<'de> for Mac {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse().map_err(|e: Error| serde::de::Error::custom(e.msg))
+        s.parse()
+            .map_err(|e: Error| serde::de::Error::custom(e.msg))
     }
 }
 
@@ -260,7 +262,8 @@ impl serde::Serialize for Cidr {
 impl<'de> serde::Deserialize<'de> for Cidr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse().map_err(|e: Error| serde::de::Error::custom(e.msg))
+        s.parse()
+            .map_err(|e: Error| serde::de::Error::custom(e.msg))
     }
 }
 
@@ -315,7 +318,14 @@ mod tests {
         let m: Mac = "AA:bb:0c:0D:ee:01".parse().unwrap();
         assert_eq!(m.to_string(), "aa:bb:0c:0d:ee:01");
         assert_eq!("aa-bb-0c-0d-ee-01".parse::<Mac>().unwrap(), m);
-        for bad in ["", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:ff:00", "a:bb:cc:dd:ee:ff", "zz:bb:cc:dd:ee:ff", "aabb.ccdd.eeff"] {
+        for bad in [
+            "",
+            "aa:bb:cc:dd:ee",
+            "aa:bb:cc:dd:ee:ff:00",
+            "a:bb:cc:dd:ee:ff",
+            "zz:bb:cc:dd:ee:ff",
+            "aabb.ccdd.eeff",
+        ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad}");
         }
         assert!("01:00:5e:00:00:01".parse::<Mac>().unwrap().is_multicast());
@@ -335,7 +345,16 @@ mod tests {
         let v6: Cidr = "fd00::5/64".parse().unwrap();
         assert!(!v6.is_ipv4());
         assert_eq!(v6.to_string(), "fd00::5/64");
-        for bad in ["10.0.0.1", "10.0.0.1/33", "fd00::/129", "10.0.0.1/", "10.0.0.1/+8", "x/8", "10.0.0.1/8/8", "10.0.0.1/0008"] {
+        for bad in [
+            "10.0.0.1",
+            "10.0.0.1/33",
+            "fd00::/129",
+            "10.0.0.1/",
+            "10.0.0.1/+8",
+            "x/8",
+            "10.0.0.1/8/8",
+            "10.0.0.1/0008",
+        ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
         assert!(Cidr::new("10.0.0.1".parse().unwrap(), 40).is_err());

@@ -220,7 +220,10 @@ impl CniResult {
                     if idx >= result.interfaces.len() {
                         return Err(decode_err(
                             "ips[].interface",
-                            format!("index {idx} but only {} interfaces", result.interfaces.len()),
+                            format!(
+                                "index {idx} but only {} interfaces",
+                                result.interfaces.len()
+                            ),
                         ));
                     }
                     Some(idx)
@@ -359,7 +362,10 @@ mod tests {
         assert!(out["interfaces"][2].get("socketPath").is_none());
         assert!(out["interfaces"][2].get("pciID").is_none());
         assert_eq!(out["interfaces"][2]["sandbox"], "/run/netns/c1");
-        assert_eq!(out["routes"][0], json!({"dst": "0.0.0.0/0", "gw": "10.0.0.1"}));
+        assert_eq!(
+            out["routes"][0],
+            json!({"dst": "0.0.0.0/0", "gw": "10.0.0.1"})
+        );
         assert!(out["ips"][0].get("version").is_none());
         assert_eq!(out["dns"]["domain"], "cluster.local");
     }
@@ -413,7 +419,10 @@ mod tests {
                 assert_eq!(out["interfaces"][2]["name"], "eth0");
                 assert_eq!(out["routes"][0]["gw"], "10.0.0.1");
                 assert_eq!(out["dns"]["nameservers"][0], "10.0.0.53");
-                assert_eq!(out["ips"][0].get("version").is_some(), to.has_ip_version_field());
+                assert_eq!(
+                    out["ips"][0].get("version").is_some(),
+                    to.has_ip_version_field()
+                );
             }
         }
     }
@@ -454,6 +463,9 @@ mod tests {
         let r = CniResult::from_json(&v, Version::V0_4_0).unwrap();
         assert_eq!(r.interfaces[0].mac, None);
         assert_eq!(r.interfaces[0].sandbox, None);
-        assert_eq!(r.to_json(Version::V0_4_0)["interfaces"][0], json!({"name": "br0"}));
+        assert_eq!(
+            r.to_json(Version::V0_4_0)["interfaces"][0],
+            json!({"name": "br0"})
+        );
     }
 }

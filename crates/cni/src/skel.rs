@@ -153,7 +153,10 @@ impl Env {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn set(&mut self, key: &str, value: &str) {
@@ -163,7 +166,10 @@ impl Env {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Env {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Env {
-        Env(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Env(iter
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect())
     }
 }
 
@@ -294,7 +300,11 @@ fn dispatch_inner<P: Plugin>(
     let args = CniArgs::parse(env.get("CNI_ARGS").unwrap_or(""))?;
     let cni_path = env
         .get("CNI_PATH")
-        .map(|p| std::env::split_paths(p).filter(|d| !d.as_os_str().is_empty()).collect())
+        .map(|p| {
+            std::env::split_paths(p)
+                .filter(|d| !d.as_os_str().is_empty())
+                .collect()
+        })
         .unwrap_or_default();
 
     let raw = match parsed {

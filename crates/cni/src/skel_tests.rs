@@ -121,9 +121,15 @@ fn version_answers_every_supported_version() {
         );
     }
     let out = dispatch(&p, &env("VERSION"), br#"{"cniVersion":"0.3.1"}"#);
-    assert_eq!(serde_json::from_str::<Value>(&out.stdout).unwrap()["cniVersion"], "0.3.1");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out.stdout).unwrap()["cniVersion"],
+        "0.3.1"
+    );
     let out = dispatch(&p, &env("VERSION"), br#"{"cniVersion":"0.2.0"}"#);
-    assert_eq!(serde_json::from_str::<Value>(&out.stdout).unwrap()["cniVersion"], "1.1.0");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out.stdout).unwrap()["cniVersion"],
+        "1.1.0"
+    );
     expect_err(&dispatch(&p, &env("VERSION"), b"{nope"), 6);
     assert_eq!(p.calls(), 0);
 }
@@ -136,7 +142,10 @@ fn add_prints_the_result_at_the_configs_version() {
         assert_eq!(out.exit_code, 0, "{}", out.stdout);
         let r: Value = serde_json::from_str(&out.stdout).unwrap();
         assert_eq!(r["cniVersion"], v.as_str());
-        assert_eq!(r["ips"][0].get("version").is_some(), v.has_ip_version_field());
+        assert_eq!(
+            r["ips"][0].get("version").is_some(),
+            v.has_ip_version_field()
+        );
         assert_eq!(r["interfaces"][0].get("mtu").is_some(), v.has_v1_1_fields());
         assert_eq!(p.calls(), 1);
     }
@@ -160,7 +169,10 @@ fn container_id_missing_or_malformed_is_code_4() {
         let mut e = env("ADD");
         e.set("CNI_CONTAINERID", bad);
         let err = expect_err(&dispatch(&p, &e, &conf("1.0.0")), 4);
-        assert!(err["msg"].as_str().unwrap().contains("CNI_CONTAINERID"), "{err}");
+        assert!(
+            err["msg"].as_str().unwrap().contains("CNI_CONTAINERID"),
+            "{err}"
+        );
     }
     assert_eq!(p.calls(), 0);
 }
@@ -197,16 +209,24 @@ fn required_variables_per_command() {
     e.set("CNI_IFNAME", "");
     let err = expect_err(&dispatch(&p, &e, &conf("1.0.0")), 4);
     let msg = err["msg"].as_str().unwrap();
-    assert!(msg.contains("CNI_CONTAINERID") && msg.contains("CNI_IFNAME"), "{msg}");
+    assert!(
+        msg.contains("CNI_CONTAINERID") && msg.contains("CNI_IFNAME"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn status_and_gc_tolerate_empty_attachment_variables() {
     let p = Recorder::default();
     for cmd in ["STATUS", "GC"] {
-        let e: Env = [("CNI_COMMAND", cmd), ("CNI_CONTAINERID", ""), ("CNI_NETNS", ""), ("CNI_IFNAME", "")]
-            .into_iter()
-            .collect();
+        let e: Env = [
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", ""),
+            ("CNI_NETNS", ""),
+            ("CNI_IFNAME", ""),
+        ]
+        .into_iter()
+        .collect();
         let out = dispatch(&p, &e, &conf("1.1.0"));
         assert_eq!(out.exit_code, 0, "{cmd}: {}", out.stdout);
         assert_eq!(out.stdout, "");
@@ -229,7 +249,14 @@ fn status_and_gc_need_110_and_check_needs_040() {
 #[test]
 fn malformed_stdin_is_code_6() {
     let p = Recorder::default();
-    for bad in [&b""[..], b"{", b"not json", b"[1,2]", b"\"str\"", b"{\"cniVersion\": 1}"] {
+    for bad in [
+        &b""[..],
+        b"{",
+        b"not json",
+        b"[1,2]",
+        b"\"str\"",
+        b"{\"cniVersion\": 1}",
+    ] {
         expect_err(&dispatch(&p, &env("ADD"), bad), 6);
     }
     assert_eq!(p.calls(), 0);
@@ -332,9 +359,19 @@ fn del_check_gc_print_nothing_on_success() {
     let p = Recorder::default();
     for (cmd, v) in [("DEL", "1.0.0"), ("CHECK", "1.0.0"), ("GC", "1.1.0")] {
         let out = dispatch(&p, &env(cmd), &conf(v));
-        assert_eq!(out, Outcome { stdout: String::new(), exit_code: 0 }, "{cmd}");
+        assert_eq!(
+            out,
+            Outcome {
+                stdout: String::new(),
+                exit_code: 0
+            },
+            "{cmd}"
+        );
     }
     let seen = p.seen.lock().unwrap();
-    assert_eq!(seen[0], (Command::Del, Some("abc123".into()), Some("eth0".into())));
+    assert_eq!(
+        seen[0],
+        (Command::Del, Some("abc123".into()), Some("eth0".into()))
+    );
     assert_eq!(seen[2].1, None, "GC gets no container id");
 }

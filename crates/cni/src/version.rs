@@ -81,13 +81,12 @@ impl FromStr for Version {
             .copied()
             .find(|v| v.as_str() == s)
             .ok_or_else(|| {
-                Error::incompatible_version(format!(
-                    "unsupported CNI version {s:?}",
-                ))
-                .with_details(format!(
-                    "supported versions: {}",
-                    Version::supported_strings().join(", ")
-                ))
+                Error::incompatible_version(format!("unsupported CNI version {s:?}",)).with_details(
+                    format!(
+                        "supported versions: {}",
+                        Version::supported_strings().join(", ")
+                    ),
+                )
             })
     }
 }
@@ -161,7 +160,10 @@ mod tests {
     fn serde_uses_the_dotted_string() {
         let v: Version = serde_json::from_str("\"0.4.0\"").unwrap();
         assert_eq!(v, Version::V0_4_0);
-        assert_eq!(serde_json::to_string(&Version::V1_1_0).unwrap(), "\"1.1.0\"");
+        assert_eq!(
+            serde_json::to_string(&Version::V1_1_0).unwrap(),
+            "\"1.1.0\""
+        );
         assert!(serde_json::from_str::<Version>("\"9.9.9\"").is_err());
     }
 

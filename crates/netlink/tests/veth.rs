@@ -279,7 +279,8 @@ fn existing_links_can_be_changed() {
         hairpin: None,
         isolated: Some(false),
     };
-    nl.set_port_flags(veth.index, only_isolated).expect("port flags");
+    nl.set_port_flags(veth.index, only_isolated)
+        .expect("port flags");
     let j = ip_link(sb.host(), "vethX");
     assert_eq!(j["linkinfo"]["info_slave_data"]["hairpin"], true, "{j}");
     assert_eq!(j["linkinfo"]["info_slave_data"]["isolated"], false, "{j}");

@@ -113,22 +113,42 @@ mod tests {
 
     #[test]
     fn next_and_prev_cross_octets_and_stop_at_the_ends() {
-        assert_eq!(ip("10.0.0.255").next().unwrap().to_ip().to_string(), "10.0.1.0");
-        assert_eq!(ip("10.0.1.0").prev().unwrap().to_ip().to_string(), "10.0.0.255");
+        assert_eq!(
+            ip("10.0.0.255").next().unwrap().to_ip().to_string(),
+            "10.0.1.0"
+        );
+        assert_eq!(
+            ip("10.0.1.0").prev().unwrap().to_ip().to_string(),
+            "10.0.0.255"
+        );
         assert!(ip("255.255.255.255").next().is_none());
         assert!(ip("0.0.0.0").prev().is_none());
-        assert_eq!(ip("fd00::ffff").next().unwrap().to_ip().to_string(), "fd00::1:0");
-        assert!(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff").next().is_none());
+        assert_eq!(
+            ip("fd00::ffff").next().unwrap().to_ip().to_string(),
+            "fd00::1:0"
+        );
+        assert!(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+            .next()
+            .is_none());
     }
 
     #[test]
     fn network_and_last() {
         assert_eq!(ip("10.1.2.3").network(16).to_ip().to_string(), "10.1.0.0");
-        assert_eq!(ip("10.1.2.3").last_in(16).to_ip().to_string(), "10.1.255.255");
+        assert_eq!(
+            ip("10.1.2.3").last_in(16).to_ip().to_string(),
+            "10.1.255.255"
+        );
         assert_eq!(ip("10.1.2.3").network(0).to_ip().to_string(), "0.0.0.0");
         assert_eq!(ip("10.1.2.3").last_in(32).to_ip().to_string(), "10.1.2.3");
-        assert_eq!(ip("fd00::1:2").network(112).to_ip().to_string(), "fd00::1:0");
-        assert_eq!(ip("fd00::1:2").last_in(112).to_ip().to_string(), "fd00::1:ffff");
+        assert_eq!(
+            ip("fd00::1:2").network(112).to_ip().to_string(),
+            "fd00::1:0"
+        );
+        assert_eq!(
+            ip("fd00::1:2").last_in(112).to_ip().to_string(),
+            "fd00::1:ffff"
+        );
         assert_eq!(ip("fd00::1").network(0).to_ip().to_string(), "::");
     }
 }

@@ -193,9 +193,7 @@ impl RangeSet {
         for (i, a) in ranges.iter().enumerate() {
             for b in &ranges[i + 1..] {
                 if a.overlaps(b) {
-                    return Err(Error::invalid_config(format!(
-                        "ranges {a} and {b} overlap"
-                    )));
+                    return Err(Error::invalid_config(format!("ranges {a} and {b} overlap")));
                 }
             }
         }
@@ -216,9 +214,7 @@ impl RangeSet {
     }
 
     pub fn overlaps(&self, other: &RangeSet) -> bool {
-        self.0
-            .iter()
-            .any(|a| other.0.iter().any(|b| a.overlaps(b)))
+        self.0.iter().any(|a| other.0.iter().any(|b| a.overlaps(b)))
     }
 
     /// How many addresses the set can hand out (gateways excluded).
@@ -227,9 +223,7 @@ impl RangeSet {
             .iter()
             .map(|r| {
                 let n = r.end.value - r.start.value + 1;
-                let gw_inside = r
-                    .gateway
-                    .is_some_and(|g| r.start <= g && g <= r.end);
+                let gw_inside = r.gateway.is_some_and(|g| r.start <= g && g <= r.end);
                 n - u128::from(gw_inside)
             })
             .sum()
@@ -307,15 +301,27 @@ mod tests {
             cfg("fd00::/127"),
             cfg("10.0.0.0"),
             cfg("nonsense"),
-            RangeConfig { range_start: Some("10.0.1.1".into()), ..cfg("10.0.0.0/24") },
-            RangeConfig { range_end: Some("10.0.1.1".into()), ..cfg("10.0.0.0/24") },
-            RangeConfig { range_end: Some("x".into()), ..cfg("10.0.0.0/24") },
+            RangeConfig {
+                range_start: Some("10.0.1.1".into()),
+                ..cfg("10.0.0.0/24")
+            },
+            RangeConfig {
+                range_end: Some("10.0.1.1".into()),
+                ..cfg("10.0.0.0/24")
+            },
+            RangeConfig {
+                range_end: Some("x".into()),
+                ..cfg("10.0.0.0/24")
+            },
             RangeConfig {
                 range_start: Some("10.0.0.50".into()),
                 range_end: Some("10.0.0.40".into()),
                 ..cfg("10.0.0.0/24")
             },
-            RangeConfig { gateway: Some("fd00::1".into()), ..cfg("10.0.0.0/24") },
+            RangeConfig {
+                gateway: Some("fd00::1".into()),
+                ..cfg("10.0.0.0/24")
+            },
         ];
         for c in bad {
             let e = Range::from_config(&c).unwrap_err();

@@ -198,7 +198,10 @@ mod tests {
         assert_eq!(ips(RangeIter::new(&s, None)), ["10.0.0.2", "10.0.0.3"]);
         let s = set(&[("10.0.0.0/29", None, None, Some("10.0.0.6"))]);
         let all = ips(RangeIter::new(&s, None));
-        assert_eq!(all, ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"]);
+        assert_eq!(
+            all,
+            ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"]
+        );
     }
 
     #[test]

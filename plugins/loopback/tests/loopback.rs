@@ -53,7 +53,10 @@ fn add_brings_lo_up_and_reports_it_at_every_version() {
         assert_eq!(r["cniVersion"], version);
         assert_eq!(r["interfaces"][0]["name"], "lo");
         assert_eq!(r["interfaces"][0]["mac"], "00:00:00:00:00:00");
-        assert_eq!(r["interfaces"][0]["sandbox"], ns.path().display().to_string());
+        assert_eq!(
+            r["interfaces"][0]["sandbox"],
+            ns.path().display().to_string()
+        );
         assert_eq!(
             r["interfaces"][0].get("mtu").is_some(),
             version == "1.1.0",
@@ -175,14 +178,34 @@ fn bad_input_gets_the_right_code_and_changes_nothing() {
     let ns = sb.container(0);
     let good = || call("ADD", ns, "1.0.0");
     let cases: Vec<(&str, PluginCall, u64)> = vec![
-        ("missing CNI_CONTAINERID", good().unset("CNI_CONTAINERID"), 4),
-        ("empty CNI_CONTAINERID", good().env("CNI_CONTAINERID", ""), 4),
-        ("malformed CNI_CONTAINERID", good().env("CNI_CONTAINERID", "-bad id"), 4),
-        ("16-byte ifname", good().env("CNI_IFNAME", "abcdefghijklmnop"), 4),
+        (
+            "missing CNI_CONTAINERID",
+            good().unset("CNI_CONTAINERID"),
+            4,
+        ),
+        (
+            "empty CNI_CONTAINERID",
+            good().env("CNI_CONTAINERID", ""),
+            4,
+        ),
+        (
+            "malformed CNI_CONTAINERID",
+            good().env("CNI_CONTAINERID", "-bad id"),
+            4,
+        ),
+        (
+            "16-byte ifname",
+            good().env("CNI_IFNAME", "abcdefghijklmnop"),
+            4,
+        ),
         ("ifname with /", good().env("CNI_IFNAME", "eth/0"), 4),
         ("missing CNI_NETNS", good().unset("CNI_NETNS"), 4),
         ("missing CNI_COMMAND", good().unset("CNI_COMMAND"), 4),
-        ("malformed stdin", good().stdin("{\"cniVersion\": \"1.0.0\", "), 6),
+        (
+            "malformed stdin",
+            good().stdin("{\"cniVersion\": \"1.0.0\", "),
+            6,
+        ),
         ("empty stdin", good().stdin(""), 6),
         ("unsupported cniVersion", good().config(&conf("0.2.0")), 1),
         ("future cniVersion", good().config(&conf("9.0.0")), 1),

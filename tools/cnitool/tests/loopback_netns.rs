@@ -136,7 +136,10 @@ fn every_version_of_the_list_round_trips_and_corrupt_cache_does_not_block_del() 
         assert_eq!(result["cniVersion"], version);
         std::fs::write(f.cache_file("lonet"), b"{ not json").unwrap();
         ok(&f.cnitool(&["del", "lonet", &netns]));
-        assert!(!lo_up(f.ctr()), "{version}: DEL ran despite the corrupt cache");
+        assert!(
+            !lo_up(f.ctr()),
+            "{version}: DEL ran despite the corrupt cache"
+        );
         assert!(!f.cache_file("lonet").exists());
     }
 }
