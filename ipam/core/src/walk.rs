@@ -140,7 +140,10 @@ mod tests {
     use crate::range::RangeConfig;
     use std::collections::HashSet;
 
-    fn set(ranges: &[(&str, Option<&str>, Option<&str>, Option<&str>)]) -> RangeSet {
+    /// (subnet, rangeStart, rangeEnd, gateway)
+    type RangeSpec<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+    fn set(ranges: &[RangeSpec]) -> RangeSet {
         let cfgs: Vec<RangeConfig> = ranges
             .iter()
             .map(|(s, a, b, g)| RangeConfig {
