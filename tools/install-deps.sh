@@ -10,6 +10,7 @@ packages=(
   nftables                     # nft, our firewall/NAT backend
   iproute2                     # ip, for namespaces in tests and the demo
   iputils-ping                 # ping, for the demo and datapath tests
+  busybox                      # httpd and wget, for the demo's web page
   containernetworking-plugins  # the reference Go plugins, for differential tests and benchmarks
   ca-certificates
 )

@@ -69,6 +69,10 @@ fn field_map(obj: &Map<String, Value>, key: &str) -> Result<Map<String, Value>, 
 }
 
 fn parse_attachments(v: &Value, key: &str) -> Result<Vec<Attachment>, Error> {
+    // libcni sends a Go nil slice as `null` when no attachment is valid.
+    if v.is_null() {
+        return Ok(Vec::new());
+    }
     let items = v
         .as_array()
         .ok_or_else(|| Error::invalid_config(format!("{key} must be a list")))?;
@@ -263,6 +267,13 @@ mod tests {
         let mut v = base();
         v["cni.dev/valid-attachments"] = json!([{"containerID": "c1"}]);
         assert!(NetConf::parse(v, Version::V1_1_0).is_err());
+        let mut v = base();
+        v["cni.dev/valid-attachments"] = json!(null);
+        assert_eq!(
+            NetConf::parse(v, Version::V1_1_0).unwrap().valid_attachments,
+            Some(vec![]),
+            "null (a Go nil slice) means: nothing is valid"
+        );
         let mut v = base();
         v["cni.dev/valid-attachments"] = json!([]);
         assert_eq!(

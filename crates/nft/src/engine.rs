@@ -1,0 +1,398 @@
+//! The mechanics shared by the three rule sets.
+//!
+//! A rule set ([`Layout`]) is one table we own holding
+//! - verdict maps that index attachments (key: container address, host
+//!   interface name, protocol + port, ...; value: `jump <attachment chain>`),
+//! - fixed chains (base chains on hooks and regular dispatch chains) whose
+//!   rules never depend on attachments: every ADD batch flushes and re-adds
+//!   them, so they can't drift or duplicate,
+//! - per-attachment regular chains, named `<prefix><16 hex of sha256(tag)>`,
+//!   whose every rule carries the attachment's tag as comment. The rules are
+//!   self-contained (they match the addresses / ports themselves), so a stale
+//!   map element that still points at a chain can never widen what it does.
+//!
+//! ADD is one `nft` exec: table, maps and chains are "add" (idempotent), the
+//! attachment's chains are flushed and refilled, its elements added. If the
+//! kernel refuses the batch because an element's key is held by another
+//! (stale) attachment, ADD lists the table once, deletes the clashing
+//! elements and applies again in one batch.
+//! DEL and GC list the table once and apply one batch (retried once from a
+//! fresh listing if a concurrent change made it fail).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use nftables::types::NfFamily;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::build::{family_name, Batch, Expr, Hook, Stmt};
+use crate::error::{Error, Result};
+use crate::exec;
+use crate::listing::Listing;
+
+/// A verdict map of the layout.
+pub(crate) struct MapDef {
+    pub name: &'static str,
+    /// `"ipv4_addr"` or `["inet_proto", "inet_service"]`, ...
+    pub key_type: Value,
+}
+
+/// A chain whose rules are the same whatever the attachments.
+pub(crate) struct FixedChain {
+    pub name: &'static str,
+    pub hook: Option<Hook>,
+    pub rules: Vec<Vec<Stmt>>,
+}
+
+/// One of our tables.
+pub(crate) struct Layout {
+    /// For messages: "masquerade", "spoof check", "port mapping".
+    pub what: &'static str,
+    pub family: NfFamily,
+    pub table: &'static str,
+    pub maps: Vec<MapDef>,
+    /// Created in this order; regular chains that base chains jump to come first.
+    pub chains: Vec<FixedChain>,
+    /// Name prefixes of per-attachment chains.
+    pub att_prefixes: &'static [&'static str],
+}
+
+/// A per-attachment chain and its rules (the tag comment is added on write).
+pub(crate) struct AttChain {
+    pub name: String,
+    pub rules: Vec<Vec<Stmt>>,
+}
+
+/// A map element that sends matching packets to an attachment chain.
+pub(crate) struct AttElem {
+    pub map: &'static str,
+    pub key: Expr,
+    pub chain: String,
+}
+
+/// Everything one attachment owns in a layout.
+pub(crate) struct AttState {
+    pub tag: String,
+    pub chains: Vec<AttChain>,
+    pub elems: Vec<AttElem>,
+}
+
+/// `<prefix><16 hex chars of sha256(tag)>`: deterministic, short, valid.
+pub(crate) fn chain_name(prefix: &str, tag: &str) -> String {
+    let digest = Sha256::digest(tag.as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+fn value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+impl Layout {
+    fn fam(&self) -> &'static str {
+        family_name(self.family)
+    }
+
+    fn context(&self, op: &str, tag: &str) -> String {
+        format!("{} {op} for {tag}", self.what)
+    }
+
+    /// Table, maps and fixed chains, the fixed chains flushed and refilled.
+    pub fn ensure(&self, b: &mut Batch) {
+        b.add_table(self.family, self.table);
+        for m in &self.maps {
+            b.add_verdict_map(self.family, self.table, m.name, &m.key_type);
+        }
+        for c in &self.chains {
+            b.add_chain(self.family, self.table, c.name, c.hook);
+        }
+        for c in &self.chains {
+            b.flush_chain(self.family, self.table, c.name);
+            for r in &c.rules {
+                b.add_rule(self.family, self.table, c.name, r.clone(), None);
+            }
+        }
+    }
+
+    /// The whole ADD batch for one attachment.
+    pub fn add_batch(&self, st: &AttState) -> Batch {
+        let mut b = Batch::default();
+        self.ensure(&mut b);
+        for c in &st.chains {
+            b.add_chain(self.family, self.table, &c.name, None);
+            b.flush_chain(self.family, self.table, &c.name);
+            for r in &c.rules {
+                b.add_rule(self.family, self.table, &c.name, r.clone(), Some(&st.tag));
+            }
+        }
+        for e in &st.elems {
+            b.add_jump_element(
+                self.family,
+                self.table,
+                e.map,
+                e.key.clone(),
+                &e.chain,
+                &st.tag,
+            );
+        }
+        b
+    }
+
+    fn list(&self) -> Result<Option<Listing>> {
+        match exec::list_table(self.fam(), self.table)? {
+            None => Ok(None),
+            Some(doc) => Listing::parse(&doc, self.fam(), self.table).map(Some),
+        }
+    }
+
+    pub fn add(&self, st: &AttState) -> Result<()> {
+        let ctx = || self.context("ADD", &st.tag);
+        let batch = self.add_batch(st);
+        let first = match exec::apply(&batch.to_json()) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        // Slow path: an element key may still point at a stale attachment's
+        // chain (an address or port reused before that one's DEL came).
+        let Some(listing) = self.list().map_err(|e| e.within(ctx()))? else {
+            return Err(first.within(ctx()));
+        };
+        let mut fix = Batch::default();
+        for e in &st.elems {
+            let key = value(&e.key);
+            let Some(map) = listing.maps.get(e.map) else {
+                continue;
+            };
+            for le in &map.elems {
+                if le.key == key && le.target.as_deref() != Some(e.chain.as_str()) {
+                    fix.delete_element(self.family, self.table, e.map, &le.key);
+                }
+            }
+        }
+        if fix.is_empty() {
+            return Err(first.within(ctx()));
+        }
+        fix.append(batch);
+        exec::apply(&fix.to_json()).map_err(|e| e.within(ctx()))
+    }
+
+    fn is_att_chain(&self, name: &str) -> bool {
+        self.att_prefixes.iter().any(|p| name.starts_with(p))
+    }
+
+    /// The attachment chains, grouped by the hash after their prefix, with
+    /// the tag found in their rules' comments (None: no tagged rule at all).
+    fn groups(&self, l: &Listing) -> BTreeMap<String, (Vec<String>, Option<String>)> {
+        let mut groups: BTreeMap<String, (Vec<String>, Option<String>)> = BTreeMap::new();
+        for name in l.chains.keys() {
+            let Some(prefix) = self.att_prefixes.iter().find(|p| name.starts_with(**p)) else {
+                continue;
+            };
+            let entry = groups.entry(name[prefix.len()..].to_string()).or_default();
+            entry.0.push(name.clone());
+            if entry.1.is_none() {
+                entry.1 = l.rules_of(name).find_map(|r| r.comment.clone());
+            }
+        }
+        groups
+    }
+
+    /// Deletes the given chains and every element that jumps to them.
+    fn removal(&self, l: &Listing, chains: &BTreeSet<String>) -> Batch {
+        let mut b = Batch::default();
+        for (map, m) in &l.maps {
+            for e in &m.elems {
+                if e.target.as_ref().is_some_and(|t| chains.contains(t)) {
+                    b.delete_element(self.family, self.table, map, &e.key);
+                }
+            }
+        }
+        for c in chains {
+            if l.chains.contains_key(c) {
+                b.delete_chain(self.family, self.table, c);
+            }
+        }
+        b
+    }
+
+    /// Lists, computes a removal batch, applies it; once more from a fresh
+    /// listing if the batch failed (something changed in between).
+    fn remove_with<F>(&self, ctx: &str, pick: F) -> Result<usize>
+    where
+        F: Fn(&Listing) -> (BTreeSet<String>, usize),
+    {
+        let mut last_err = None;
+        for _ in 0..2 {
+            let Some(listing) = self.list().map_err(|e| e.within(ctx))? else {
+                return Ok(0);
+            };
+            let (chains, count) = pick(&listing);
+            let batch = self.removal(&listing, &chains);
+            if batch.is_empty() {
+                return Ok(count);
+            }
+            match exec::apply(&batch.to_json()) {
+                Ok(()) => return Ok(count),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err
+            .unwrap_or_else(|| Error::invalid("remove", "no attempt made"))
+            .within(ctx))
+    }
+
+    /// Removes one attachment: its chains (by name, and any chain of ours
+    /// whose rules carry its tag) and the elements that lead to them.
+    pub fn del(&self, tag: &str, names: &[String]) -> Result<()> {
+        let ctx = self.context("DEL", tag);
+        self.remove_with(&ctx, |l| {
+            let mut chains: BTreeSet<String> = names
+                .iter()
+                .filter(|n| l.chains.contains_key(*n))
+                .cloned()
+                .collect();
+            for r in &l.rules {
+                if r.comment.as_deref() == Some(tag) && self.is_att_chain(&r.chain) {
+                    chains.insert(r.chain.clone());
+                }
+            }
+            (chains, 0)
+        })
+        .map(|_| ())
+    }
+
+    /// Removes every attachment whose tag says it belongs to the network
+    /// (`network_prefix`) but is not in `keep`; also attachment chains that
+    /// carry no tag at all (leftovers nothing can own). Returns how many
+    /// attachments (distinct tags) were removed.
+    pub fn gc(&self, network_prefix: &str, keep: &BTreeSet<String>) -> Result<usize> {
+        let ctx = format!("{} GC for network {network_prefix}", self.what);
+        self.remove_with(&ctx, |l| {
+            let mut chains = BTreeSet::new();
+            let mut tags = BTreeSet::new();
+            for (names, tag) in self.groups(l).into_values() {
+                let stale = match &tag {
+                    Some(t) => t.starts_with(network_prefix) && !keep.contains(t),
+                    None => true,
+                };
+                if stale {
+                    chains.extend(names);
+                    if let Some(t) = tag {
+                        tags.insert(t);
+                    }
+                }
+            }
+            (chains, tags.len())
+        })
+    }
+
+    /// Compares the kernel's table with what ADD would have written.
+    pub fn check(&self, st: &AttState) -> Result<()> {
+        let ctx = self.context("CHECK", &st.tag);
+        let l = self.list().map_err(|e| e.within(&ctx))?.ok_or_else(|| {
+            Error::mismatch(
+                &ctx,
+                format!("table {} {} does not exist", self.fam(), self.table),
+            )
+        })?;
+        let miss = |d: String| Error::mismatch(&ctx, d);
+        for m in &self.maps {
+            if !l.maps.contains_key(m.name) {
+                return Err(miss(format!("map {} is missing", m.name)));
+            }
+        }
+        for c in &self.chains {
+            let Some(listed) = l.chains.get(c.name) else {
+                return Err(miss(format!("chain {} is missing", c.name)));
+            };
+            if let Some(h) = c.hook {
+                let want_hook = value(&h.hook);
+                let want_kind = value(&h.kind);
+                if listed.hook.as_deref() != want_hook.as_str()
+                    || listed.kind.as_deref() != want_kind.as_str()
+                    || listed.prio != Some(i64::from(h.prio))
+                {
+                    return Err(miss(format!("chain {} is not hooked as expected", c.name)));
+                }
+            }
+            let want: Vec<Value> = c.rules.iter().map(value).collect();
+            let have: Vec<&Value> = l.rules_of(c.name).map(|r| &r.expr).collect();
+            if have.len() != want.len() || have.iter().zip(&want).any(|(h, w)| *h != w) {
+                return Err(miss(format!(
+                    "rules of chain {} differ from the expected ones",
+                    c.name
+                )));
+            }
+        }
+        for c in &st.chains {
+            if !l.chains.contains_key(&c.name) {
+                return Err(miss(format!("chain {} is missing", c.name)));
+            }
+            let have: Vec<_> = l.rules_of(&c.name).collect();
+            if have.len() != c.rules.len() {
+                return Err(miss(format!(
+                    "chain {} has {} rules, expected {}",
+                    c.name,
+                    have.len(),
+                    c.rules.len()
+                )));
+            }
+            for (i, (h, w)) in have.iter().zip(&c.rules).enumerate() {
+                if h.comment.as_deref() != Some(st.tag.as_str()) {
+                    return Err(miss(format!(
+                        "rule {i} of chain {} is not tagged {:?}",
+                        c.name, st.tag
+                    )));
+                }
+                if h.expr != value(w) {
+                    return Err(miss(format!(
+                        "rule {i} of chain {} differs: found {}, expected {}",
+                        c.name,
+                        h.expr,
+                        value(w)
+                    )));
+                }
+            }
+        }
+        for e in &st.elems {
+            let key = value(&e.key);
+            let found = l
+                .maps
+                .get(e.map)
+                .and_then(|m| m.elems.iter().find(|le| le.key == key));
+            match found {
+                None => return Err(miss(format!("map {} has no element {key}", e.map))),
+                Some(le) if le.target.as_deref() != Some(e.chain.as_str()) => {
+                    return Err(miss(format!(
+                        "map {} element {key} jumps to {:?}, expected {}",
+                        e.map, le.target, e.chain
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates the layout with the kernel without applying anything
+    /// (`nft -c`): is nft installed and does the kernel support what we use?
+    pub fn probe(&self) -> Result<()> {
+        let mut b = Batch::default();
+        self.ensure(&mut b);
+        exec::dry_run(&b.to_json()).map_err(|e| e.within(format!("{} probe", self.what)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_names_are_deterministic_and_short() {
+        let a = chain_name("masq-", "net/ctr/eth0");
+        assert_eq!(a, chain_name("masq-", "net/ctr/eth0"));
+        assert_ne!(a, chain_name("masq-", "net/ctr/eth1"));
+        assert_eq!(a.len(), "masq-".len() + 16);
+        assert!(a[5..].chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}

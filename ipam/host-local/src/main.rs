@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    cni::run(&host_local::HostLocal)
+}

@@ -1,0 +1,133 @@
+//! DEL, STATUS and GC: best effort, every step tried, errors collected.
+
+use cni::{Command, Error, Request};
+use netlink::{Netlink, Netns};
+
+use crate::config::BridgeConf;
+use crate::kernel::{self, nl};
+
+/// Runs every step; returns the first error with the others in its details.
+fn collect(errors: Vec<Error>) -> Result<(), Error> {
+    let mut iter = errors.into_iter();
+    match iter.next() {
+        None => Ok(()),
+        Some(first) => {
+            let rest: Vec<String> = iter.map(|e| e.to_string()).collect();
+            if rest.is_empty() {
+                Err(first)
+            } else {
+                let details = if first.details.is_empty() {
+                    rest.join("; ")
+                } else {
+                    format!("{}; {}", first.details, rest.join("; "))
+                };
+                Err(first.with_details(details))
+            }
+        }
+    }
+}
+
+pub fn del(req: &Request) -> Result<(), Error> {
+    let conf = BridgeConf::from_request(req)?;
+    let mut errors = Vec::new();
+    // 1. The container's link (its veth peer on the bridge goes with it).
+    if let Err(e) = delete_container_link(req) {
+        errors.push(e);
+    }
+    // 2. The lease.
+    if let Some(ipam) = &req.config.ipam {
+        if let Err(e) = cni::delegate(req, &ipam.plugin_type, Command::Del) {
+            errors.push(e);
+        }
+    }
+    // 3. Our rules, found by their tag: works when the namespace is gone and
+    //    without prevResult (the reference leaks its masquerade rules there).
+    let att = crate::attachment(req)?;
+    if conf.ip_masq && conf.has_ipam {
+        if let Err(e) = nft::masq::del(&att) {
+            errors.push(kernel::nft(e));
+        }
+    }
+    if conf.macspoofchk {
+        if let Err(e) = nft::spoofchk::del(&att) {
+            errors.push(kernel::nft(e));
+        }
+    }
+    collect(errors)
+}
+
+fn delete_container_link(req: &Request) -> Result<(), Error> {
+    let Some(path) = &req.netns else {
+        return Ok(());
+    };
+    let ns = match Netns::open(path) {
+        Ok(ns) => ns,
+        // The namespace is gone, and its links with it.
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => {
+            return Err(Error::invalid_netns(format!(
+                "cannot open network namespace {}",
+                path.display()
+            ))
+            .with_details(e.to_string()))
+        }
+    };
+    let ctr = Netlink::connect(&ns).map_err(nl)?;
+    match ctr.link_by_name(req.ifname()?.as_str()).map_err(nl)? {
+        Some(link) => match ctr.delete_link(link.index) {
+            Err(e) if !e.is_not_found() => Err(nl(e)),
+            _ => Ok(()),
+        },
+        None => Ok(()),
+    }
+}
+
+pub fn status(req: &Request) -> Result<(), Error> {
+    let conf = BridgeConf::from_request(req)?;
+    // The rules ADD would write must be writable (nft present, kernel support).
+    let probes = [
+        (conf.ip_masq && conf.has_ipam, nft::masq::probe as fn() -> nft::Result<()>),
+        (conf.macspoofchk, nft::spoofchk::probe),
+    ];
+    for (needed, probe) in probes {
+        if needed {
+            probe().map_err(|e| {
+                Error::new(cni::ErrorCode::NOT_AVAILABLE, format!("bridge: nftables unusable: {e}"))
+            })?;
+        }
+    }
+    match &req.config.ipam {
+        Some(ipam) => cni::delegate(req, &ipam.plugin_type, Command::Status).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+pub fn gc(req: &Request) -> Result<(), Error> {
+    let conf = BridgeConf::from_request(req)?;
+    // Without the list, everything would look stale: refuse rather than wipe.
+    let valid = req.config.valid_attachments.as_ref().ok_or_else(|| {
+        Error::invalid_config("GC needs cni.dev/valid-attachments in the config")
+    })?;
+    let keep: Vec<(String, String)> = valid
+        .iter()
+        .map(|a| (a.container_id.to_string(), a.ifname.to_string()))
+        .collect();
+    let network = req.config.name.as_str();
+    let mut errors = Vec::new();
+    if conf.ip_masq {
+        if let Err(e) = nft::masq::gc(network, &keep) {
+            errors.push(kernel::nft(e));
+        }
+    }
+    if conf.macspoofchk {
+        if let Err(e) = nft::spoofchk::gc(network, &keep) {
+            errors.push(kernel::nft(e));
+        }
+    }
+    if let Some(ipam) = &req.config.ipam {
+        if let Err(e) = cni::delegate(req, &ipam.plugin_type, Command::Gc) {
+            errors.push(e);
+        }
+    }
+    collect(errors)
+}

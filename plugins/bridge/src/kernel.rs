@@ -1,0 +1,42 @@
+//! Small helpers around the netlink and nft crates: error mapping, random
+//! names, host sysctls.
+
+use cni::Error;
+
+/// A kernel failure as a CNI error (code 100), keeping its context.
+pub fn nl(e: netlink::Error) -> Error {
+    Error::plugin(format!("bridge: {e}"))
+}
+
+/// An nftables failure as a CNI error (code 100).
+pub fn nft(e: nft::Error) -> Error {
+    Error::plugin(format!("bridge: nftables: {e}"))
+}
+
+/// Random bytes from the kernel (for veth names and the bridge MAC).
+pub fn random<const N: usize>() -> Result<[u8; N], Error> {
+    let mut buf = [0u8; N];
+    let mut f = std::fs::File::open("/dev/urandom")
+        .map_err(|e| Error::io(format!("open /dev/urandom: {e}")))?;
+    std::io::Read::read_exact(&mut f, &mut buf)
+        .map_err(|e| Error::io(format!("read /dev/urandom: {e}")))?;
+    Ok(buf)
+}
+
+/// A locally administered unicast MAC.
+pub fn random_mac() -> Result<[u8; 6], Error> {
+    let mut mac = random::<6>()?;
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    Ok(mac)
+}
+
+/// Writes a sysctl of the plugin's own (host) namespace when it differs.
+/// `key` is slash-separated (`net/ipv4/ip_forward`): interface names may hold dots.
+pub fn host_sysctl(key: &str, value: &str) -> Result<(), Error> {
+    let path = format!("/proc/sys/{key}");
+    match std::fs::read_to_string(&path) {
+        Ok(cur) if cur.trim() == value => Ok(()),
+        _ => std::fs::write(&path, value)
+            .map_err(|e| Error::io(format!("bridge: write sysctl {key}={value}: {e}"))),
+    }
+}
