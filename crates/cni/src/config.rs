@@ -270,7 +270,9 @@ mod tests {
         let mut v = base();
         v["cni.dev/valid-attachments"] = json!(null);
         assert_eq!(
-            NetConf::parse(v, Version::V1_1_0).unwrap().valid_attachments,
+            NetConf::parse(v, Version::V1_1_0)
+                .unwrap()
+                .valid_attachments,
             Some(vec![]),
             "null (a Go nil slice) means: nothing is valid"
         );

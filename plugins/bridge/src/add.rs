@@ -122,7 +122,8 @@ fn build(
     let has_v6 = ips.iter().any(|ip| !ip.address.is_ipv4());
     container_sysctls(conf, ctr_ns, ifname, ipam.is_some(), has_v6);
     for ip in &ips {
-        ctr.add_address(peer.index, ip.address.inner()).map_err(nl)?;
+        ctr.add_address(peer.index, ip.address.inner())
+            .map_err(nl)?;
     }
     if !conf.disable_container_interface {
         ctr.set_up(peer.index).map_err(nl)?;
@@ -166,11 +167,9 @@ fn build(
 fn assign_gateways(conf: &BridgeConf, ips: &[IpConfig]) -> Vec<IpConfig> {
     ips.iter()
         .map(|ip| {
-            let gateway = ip.gateway.or_else(|| {
-                conf.is_gateway
-                    .then(|| first_host(&ip.address))
-                    .flatten()
-            });
+            let gateway = ip
+                .gateway
+                .or_else(|| conf.is_gateway.then(|| first_host(&ip.address)).flatten());
             IpConfig {
                 address: ip.address,
                 gateway,
@@ -268,7 +267,9 @@ fn create_veth(
             Err(e) => return Err(nl(e)),
         }
     }
-    Err(last.map(nl).unwrap_or_else(|| Error::plugin("cannot create veth")))
+    Err(last
+        .map(nl)
+        .unwrap_or_else(|| Error::plugin("cannot create veth")))
 }
 
 /// Container sysctls. Best effort: a missing key (IPv6 disabled in the
@@ -313,9 +314,9 @@ fn routes_for(conf: &BridgeConf, ipam: Option<&CniResult>, ips: &[IpConfig]) -> 
             else {
                 continue;
             };
-            let has_default = routes.iter().any(|r| {
-                r.dst.is_some_and(|d| d.prefix() == 0 && d.is_ipv4() == v4)
-            });
+            let has_default = routes
+                .iter()
+                .any(|r| r.dst.is_some_and(|d| d.prefix() == 0 && d.is_ipv4() == v4));
             if !has_default {
                 let dst = if v4 { "0.0.0.0/0" } else { "::/0" };
                 routes.push(Route {
@@ -332,7 +333,10 @@ fn routes_for(conf: &BridgeConf, ipam: Option<&CniResult>, ips: &[IpConfig]) -> 
 /// A result route as a kernel route on the container interface; a route
 /// without `gw` goes via the first gateway of its family, if any.
 fn kernel_route(r: &Route, ips: &[IpConfig], oif: u32) -> netlink::Route {
-    let dst = r.dst.map(|d| d.inner()).unwrap_or(netlink::DEFAULT_V4.into());
+    let dst = r
+        .dst
+        .map(|d| d.inner())
+        .unwrap_or(netlink::DEFAULT_V4.into());
     let v4 = dst.is_ipv4();
     let gw = r.gw.or_else(|| {
         ips.iter()
@@ -367,17 +371,17 @@ fn set_gateways(conf: &BridgeConf, host: &Netlink, br: u32, ips: &[IpConfig]) ->
         let Some(gw) = ip.gateway else { continue };
         let want = netlink::IpNetwork::new(gw, ip.address.prefix())
             .map_err(|e| Error::invalid_config(format!("gateway {gw}: {e}")))?;
-        if existing.iter().any(|a| a.ip() == want.ip() && a.prefix() == want.prefix()) {
+        if existing
+            .iter()
+            .any(|a| a.ip() == want.ip() && a.prefix() == want.prefix())
+        {
             families.push(IpFamily::of(&gw));
             continue;
         }
         let conflicts: Vec<_> = existing
             .iter()
             .filter(|a| a.is_ipv4() == want.is_ipv4())
-            .filter(|a| {
-                a.is_ipv4()
-                    || (a.contains(want.network()) || want.contains(a.network()))
-            })
+            .filter(|a| a.is_ipv4() || (a.contains(want.network()) || want.contains(a.network())))
             .filter(|a| !is_link_local(a.ip()))
             .copied()
             .collect();

@@ -24,8 +24,11 @@ pub fn check(req: &Request) -> Result<(), Error> {
     let ifname = req.ifname()?.as_str();
     let netns_path = req.netns()?;
     let ns = Netns::open(netns_path).map_err(|e| {
-        Error::invalid_netns(format!("cannot open network namespace {}", netns_path.display()))
-            .with_details(e.to_string())
+        Error::invalid_netns(format!(
+            "cannot open network namespace {}",
+            netns_path.display()
+        ))
+        .with_details(e.to_string())
     })?;
     let host = Netlink::connect_current().map_err(nl)?;
     let ctr = Netlink::connect(&ns).map_err(nl)?;
@@ -64,7 +67,12 @@ pub fn check(req: &Request) -> Result<(), Error> {
         .links()
         .map_err(nl)?
         .into_iter()
-        .find(|l| l.is_kind("veth") && l.link == Some(peer.index) && l.link_netnsid.is_some() && peer.link == Some(l.index))
+        .find(|l| {
+            l.is_kind("veth")
+                && l.link == Some(peer.index)
+                && l.link_netnsid.is_some()
+                && peer.link == Some(l.index)
+        })
         .ok_or_else(|| mismatch(format!("host end of {ifname} not found")))?;
     if host_veth.master != Some(br.index) {
         return Err(mismatch(format!(
@@ -104,13 +112,23 @@ fn check_addresses_and_routes(
     let have = ctr.addresses(index).map_err(nl)?;
     for ip in &prev.ips {
         let want = ip.address.inner();
-        if !have.iter().any(|a| a.ip() == want.ip() && a.prefix() == want.prefix()) {
-            return Err(mismatch(format!("address {} missing on {ifname}", ip.address)));
+        if !have
+            .iter()
+            .any(|a| a.ip() == want.ip() && a.prefix() == want.prefix())
+        {
+            return Err(mismatch(format!(
+                "address {} missing on {ifname}",
+                ip.address
+            )));
         }
     }
     for r in &prev.routes {
         let Some(dst) = r.dst else { continue };
-        let family = if dst.is_ipv4() { IpFamily::V4 } else { IpFamily::V6 };
+        let family = if dst.is_ipv4() {
+            IpFamily::V4
+        } else {
+            IpFamily::V6
+        };
         let table = ctr.routes(family).map_err(nl)?;
         let dst_net = netlink::IpNetwork::new(dst.network(), dst.prefix()).unwrap_or(dst.inner());
         let found = table.iter().any(|k| {

@@ -86,13 +86,19 @@ pub fn status(req: &Request) -> Result<(), Error> {
     let conf = BridgeConf::from_request(req)?;
     // The rules ADD would write must be writable (nft present, kernel support).
     let probes = [
-        (conf.ip_masq && conf.has_ipam, nft::masq::probe as fn() -> nft::Result<()>),
+        (
+            conf.ip_masq && conf.has_ipam,
+            nft::masq::probe as fn() -> nft::Result<()>,
+        ),
         (conf.macspoofchk, nft::spoofchk::probe),
     ];
     for (needed, probe) in probes {
         if needed {
             probe().map_err(|e| {
-                Error::new(cni::ErrorCode::NOT_AVAILABLE, format!("bridge: nftables unusable: {e}"))
+                Error::new(
+                    cni::ErrorCode::NOT_AVAILABLE,
+                    format!("bridge: nftables unusable: {e}"),
+                )
             })?;
         }
     }
@@ -105,9 +111,10 @@ pub fn status(req: &Request) -> Result<(), Error> {
 pub fn gc(req: &Request) -> Result<(), Error> {
     let conf = BridgeConf::from_request(req)?;
     // Without the list, everything would look stale: refuse rather than wipe.
-    let valid = req.config.valid_attachments.as_ref().ok_or_else(|| {
-        Error::invalid_config("GC needs cni.dev/valid-attachments in the config")
-    })?;
+    let valid =
+        req.config.valid_attachments.as_ref().ok_or_else(|| {
+            Error::invalid_config("GC needs cni.dev/valid-attachments in the config")
+        })?;
     let keep: Vec<(String, String)> = valid
         .iter()
         .map(|a| (a.container_id.to_string(), a.ifname.to_string()))

@@ -45,8 +45,20 @@ fn two_containers_on_one_bridge_reach_each_other() {
     let b = net.container();
     let ra = net.add(a);
     let rb = net.add(b);
-    let ip_a = ra["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
-    let ip_b = rb["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    let ip_a = ra["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let ip_b = rb["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     assert_ne!(ip_a, ip_b);
     assert!(net.ping(a, &ip_b), "a -> b");
     assert!(net.ping(b, &ip_a), "b -> a");
@@ -63,8 +75,16 @@ fn every_spec_version_gets_its_own_result_shape() {
         let c = net.container();
         let r = net.add(c);
         assert_eq!(r["cniVersion"], version);
-        assert_eq!(r["ips"][0].get("version").is_some(), version < "1.0.0", "{version}");
-        assert_eq!(r["interfaces"][2].get("mtu").is_some(), version == "1.1.0", "{version}");
+        assert_eq!(
+            r["ips"][0].get("version").is_some(),
+            version < "1.0.0",
+            "{version}"
+        );
+        assert_eq!(
+            r["interfaces"][2].get("mtu").is_some(),
+            version == "1.1.0",
+            "{version}"
+        );
         if version >= "0.4.0" {
             let out = net.check(c, &r);
             assert!(out.success(), "{version} CHECK: {out:?}");
@@ -83,7 +103,12 @@ fn ipv6_and_dual_stack() {
     let b = net.container();
     let r = net.add(a);
     net.add(b);
-    let ips: Vec<&str> = r["ips"].as_array().unwrap().iter().map(|i| i["address"].as_str().unwrap()).collect();
+    let ips: Vec<&str> = r["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["address"].as_str().unwrap())
+        .collect();
     assert_eq!(ips, ["10.89.0.2/24", "fd89::2/64"]);
     assert_eq!(r["ips"][1]["gateway"], "fd89::1");
     let mut have = addrs(net.ns(a), "eth0");
@@ -141,7 +166,10 @@ fn requested_mac_is_used() {
     let mut net = Net::new("br-macarg");
     let c = net.container();
     let r = net
-        .run(net.call("ADD", c).env("CNI_ARGS", "IgnoreUnknown=1;MAC=02:11:22:33:44:55"))
+        .run(
+            net.call("ADD", c)
+                .env("CNI_ARGS", "IgnoreUnknown=1;MAC=02:11:22:33:44:55"),
+        )
         .result();
     assert_eq!(r["interfaces"][2]["mac"], "02:11:22:33:44:55");
 }
@@ -187,7 +215,11 @@ fn del_is_idempotent_and_needs_no_prev_result() {
     assert!(net.leases().is_empty());
     assert!(!link_names(net.ns(c)).contains(&"eth0".to_string()));
     // Only the bridge stays on the host (shared by the network).
-    let host: Vec<String> = net.host_links().into_iter().filter(|l| l.starts_with("veth")).collect();
+    let host: Vec<String> = net
+        .host_links()
+        .into_iter()
+        .filter(|l| l.starts_with("veth"))
+        .collect();
     assert!(host.is_empty(), "{host:?}");
     // DEL without CNI_NETNS.
     let out = net.run(net.call("DEL", c).unset("CNI_NETNS"));
@@ -203,13 +235,20 @@ fn check_passes_then_catches_tampering() {
     let out = net.check(c, &r);
     assert!(out.success(), "{out:?}");
     // Address removed by hand.
-    net.ns(c).ip(&["addr", "del", "10.88.0.2/24", "dev", "eth0"]);
+    net.ns(c)
+        .ip(&["addr", "del", "10.88.0.2/24", "dev", "eth0"]);
     net.check(c, &r).expect_error(102);
-    net.ns(c).ip(&["addr", "add", "10.88.0.2/24", "dev", "eth0"]);
-    net.ns(c).ip(&["route", "add", "default", "via", "10.88.0.1"]);
+    net.ns(c)
+        .ip(&["addr", "add", "10.88.0.2/24", "dev", "eth0"]);
+    net.ns(c)
+        .ip(&["route", "add", "default", "via", "10.88.0.1"]);
     assert!(net.check(c, &r).success());
     // Masquerade rules flushed by hand.
-    net.sb.host_command("nft").args(["flush", "ruleset"]).status().unwrap();
+    net.sb
+        .host_command("nft")
+        .args(["flush", "ruleset"])
+        .status()
+        .unwrap();
     net.check(c, &r).expect_error(102);
     // No prevResult.
     let out = net.call("CHECK", c).run_in(net.sb.host());
@@ -226,7 +265,11 @@ fn l2_only_network_without_ipam() {
     assert!(r.get("ips").is_none(), "{r}");
     assert_eq!(r["interfaces"].as_array().unwrap().len(), 3);
     let eth0 = net.ns(c).ip_json(&["link", "show", "eth0"]);
-    assert!(eth0[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
+    assert!(eth0[0]["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "UP"));
     assert!(net.del(c).success());
 }
 
@@ -237,7 +280,10 @@ fn interface_name_clash_fails_and_releases_the_lease() {
     net.ns(c).ip(&["link", "add", "eth0", "type", "bridge"]);
     let out = net.call("ADD", c).run_in(net.sb.host());
     let err = out.expect_error(100);
-    assert!(err["msg"].as_str().unwrap().contains("already exists"), "{err}");
+    assert!(
+        err["msg"].as_str().unwrap().contains("already exists"),
+        "{err}"
+    );
     assert!(net.leases().is_empty());
     assert!(!net.host_links().iter().any(|l| l.starts_with("veth")));
 }
@@ -256,7 +302,10 @@ fn last_free_address_is_handed_out_once_then_a_clear_error_leaves_nothing() {
     let out = net.call("ADD", ids[5]).run_in(net.sb.host());
     let err = out.expect_error(101);
     assert!(
-        err["msg"].as_str().unwrap().contains("no IP addresses available"),
+        err["msg"]
+            .as_str()
+            .unwrap()
+            .contains("no IP addresses available"),
         "{err}"
     );
     assert_eq!(net.leases().len(), 5, "no lease for the failed ADD");
@@ -274,10 +323,19 @@ fn concurrent_adds_get_distinct_addresses_and_dels_free_them() {
     let n = 20;
     let ids: Vec<usize> = (0..n).map(|_| net.container()).collect();
     let results: Vec<Value> = std::thread::scope(|s| {
-        let handles: Vec<_> = ids.iter().map(|&i| { let net = &net; s.spawn(move || net.add(i)) }).collect();
+        let handles: Vec<_> = ids
+            .iter()
+            .map(|&i| {
+                let net = &net;
+                s.spawn(move || net.add(i))
+            })
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let mut ips: Vec<String> = results.iter().map(|r| r["ips"][0]["address"].as_str().unwrap().to_string()).collect();
+    let mut ips: Vec<String> = results
+        .iter()
+        .map(|r| r["ips"][0]["address"].as_str().unwrap().to_string())
+        .collect();
     ips.sort();
     ips.dedup();
     assert_eq!(ips.len(), n, "distinct addresses");
@@ -321,11 +379,23 @@ fn existing_bridge_address_conflict_unless_force_address() {
     let a = net.container();
     net.add(a);
     net.sb.host().ip(&["addr", "flush", "dev", "cni0"]);
-    net.sb.host().ip(&["addr", "add", "10.99.0.1/24", "dev", "cni0"]);
+    net.sb
+        .host()
+        .ip(&["addr", "add", "10.99.0.1/24", "dev", "cni0"]);
     let b = net.container();
     let err = net.call("ADD", b).run_in(net.sb.host()).expect_error(100);
-    assert!(err["msg"].as_str().unwrap().contains("already has an IP address"), "{err}");
-    assert_eq!(net.leases(), ["10.88.0.2"], "the failed ADD's lease was released");
+    assert!(
+        err["msg"]
+            .as_str()
+            .unwrap()
+            .contains("already has an IP address"),
+        "{err}"
+    );
+    assert_eq!(
+        net.leases(),
+        ["10.88.0.2"],
+        "the failed ADD's lease was released"
+    );
     net.conf["forceAddress"] = json!(true);
     net.add(b);
     assert_eq!(addrs(net.sb.host(), "cni0"), ["10.88.0.1/24"]);
@@ -348,11 +418,16 @@ fn status_and_gc() {
     assert!(status(&net).success());
     let mut gc = net.conf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "ctr0", "ifname": "eth0"}]);
-    let out = PluginCall::new(net.bridge_bin(), "GC").config(&gc).run_in(net.sb.host());
+    let out = PluginCall::new(net.bridge_bin(), "GC")
+        .config(&gc)
+        .run_in(net.sb.host());
     assert!(out.success(), "{out:?}");
     assert_eq!(net.leases(), ["10.88.0.2"], "ctr1's lease collected");
     let rules = net.nft_ruleset();
-    assert!(rules.contains("10.88.0.2") && !rules.contains("10.88.0.3"), "{rules}");
+    assert!(
+        rules.contains("10.88.0.2") && !rules.contains("10.88.0.3"),
+        "{rules}"
+    );
 }
 
 use cni_harness::PluginCall;

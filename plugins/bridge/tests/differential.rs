@@ -67,7 +67,11 @@ fn lease_files(net: &Net) -> Vec<(String, Vec<u8>)> {
             rd.filter_map(|e| e.ok())
                 .map(|e| {
                     let name = e.file_name().to_string_lossy().into_owned();
-                    let bytes = if name == "lock" { vec![] } else { std::fs::read(e.path()).unwrap_or_default() };
+                    let bytes = if name == "lock" {
+                        vec![]
+                    } else {
+                        std::fs::read(e.path()).unwrap_or_default()
+                    };
                     (name, bytes)
                 })
                 .collect()
@@ -85,19 +89,33 @@ fn observe(plugins: PathBuf, conf: &Value) -> Observed {
     net.conf = conf;
     let c = net.container();
     let result = net.add(c);
-    let veth = result["interfaces"][1]["name"].as_str().unwrap_or_default().to_string();
+    let veth = result["interfaces"][1]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let port = net.sb.host().ip_json(&["-d", "link", "show", &veth]);
     let br = net.sb.host().ip_json(&["link", "show", "cni0"]);
     let eth0 = net.ns(c).ip_json(&["link", "show", "eth0"]);
-    let version = net.conf["cniVersion"].as_str().unwrap_or_default().to_string();
+    let version = net.conf["cniVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let check_ok = (version.as_str() >= "0.4.0").then(|| net.check(c, &result).success());
     let mut obs = Observed {
         result: normalize(result, &net.ns(c).path().display().to_string()),
-        ctr_addrs: { let mut a = addrs(net.ns(c), "eth0"); a.sort(); a },
+        ctr_addrs: {
+            let mut a = addrs(net.ns(c), "eth0");
+            a.sort();
+            a
+        },
         ctr_routes4: routes(net.ns(c), "-4"),
         ctr_routes6: routes(net.ns(c), "-6"),
         ctr_mtu: eth0[0]["mtu"].clone(),
-        bridge_addrs: { let mut a = addrs(net.sb.host(), "cni0"); a.sort(); a },
+        bridge_addrs: {
+            let mut a = addrs(net.sb.host(), "cni0");
+            a.sort();
+            a
+        },
         bridge_mtu: br[0]["mtu"].clone(),
         hairpin: port[0]["linkinfo"]["info_slave_data"]["hairpin"].clone(),
         lease_files: lease_files(&net),
@@ -166,7 +184,10 @@ fn ipv4_ipv6_and_dual_stack_with_each_option() {
 /// reference in iptables (a deliberate difference: one nftables datapath).
 #[test]
 fn ip_masq_rules_exist_in_each_datapath_and_go_with_del() {
-    for (plugins, ours) in [(cni_harness::bins::plugin_dir(), true), (reference_dir(), false)] {
+    for (plugins, ours) in [
+        (cni_harness::bins::plugin_dir(), true),
+        (reference_dir(), false),
+    ] {
         let mut net = Net::with_plugins("br-diffmasq", plugins);
         net.conf["ipMasq"] = json!(true);
         let c = net.container();
@@ -175,13 +196,20 @@ fn ip_masq_rules_exist_in_each_datapath_and_go_with_del() {
             if ours {
                 net.nft_ruleset()
             } else {
-                let out = net.sb.host_command("iptables-save").output().expect("iptables-save");
+                let out = net
+                    .sb
+                    .host_command("iptables-save")
+                    .output()
+                    .expect("iptables-save");
                 String::from_utf8_lossy(&out.stdout).into_owned()
             }
         };
         let r = rules();
         let keyword = if ours { "masquerade" } else { "MASQUERADE" };
-        assert!(r.contains("10.88.0.2") && r.contains(keyword), "ours={ours}: {r}");
+        assert!(
+            r.contains("10.88.0.2") && r.contains(keyword),
+            "ours={ours}: {r}"
+        );
         assert!(net.del(c).success());
         assert!(!rules().contains("10.88.0.2"), "ours={ours}");
     }
@@ -193,7 +221,10 @@ fn ip_masq_rules_exist_in_each_datapath_and_go_with_del() {
 #[test]
 fn reference_bug_masquerade_rules_leak_on_del_without_namespace() {
     let mut leaked = Vec::new();
-    for (plugins, ours) in [(cni_harness::bins::plugin_dir(), true), (reference_dir(), false)] {
+    for (plugins, ours) in [
+        (cni_harness::bins::plugin_dir(), true),
+        (reference_dir(), false),
+    ] {
         let mut net = Net::with_plugins("br-leak", plugins);
         net.conf["ipMasq"] = json!(true);
         let c = net.container();
@@ -203,13 +234,21 @@ fn reference_bug_masquerade_rules_leak_on_del_without_namespace() {
         let rules = if ours {
             net.nft_ruleset()
         } else {
-            let out = net.sb.host_command("iptables-save").output().expect("iptables-save");
+            let out = net
+                .sb
+                .host_command("iptables-save")
+                .output()
+                .expect("iptables-save");
             String::from_utf8_lossy(&out.stdout).into_owned()
         };
         leaked.push((ours, rules.contains("10.88.0.2")));
         assert!(net.leases().is_empty(), "ours={ours}: lease released");
     }
-    assert_eq!(leaked, [(true, false), (false, true)], "ours clean, reference leaks");
+    assert_eq!(
+        leaked,
+        [(true, false), (false, true)],
+        "ours clean, reference leaks"
+    );
 }
 
 /// VLANs: these kernels have no bridge VLAN filtering. The reference fails

@@ -168,7 +168,10 @@ pub fn routes(ns: &Netns, family: &str) -> Vec<String> {
             a.iter()
                 .filter(|r| r["protocol"] != "kernel")
                 .map(|r| {
-                    let gw = r["gateway"].as_str().map(|g| format!(" via {g}")).unwrap_or_default();
+                    let gw = r["gateway"]
+                        .as_str()
+                        .map(|g| format!(" via {g}"))
+                        .unwrap_or_default();
                     format!("{}{gw}", r["dst"].as_str().unwrap_or(""))
                 })
                 .collect()
