@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 tools/install-deps.sh
 cargo build --workspace --bins --locked
-bin=$PWD/target/debug
+bin=${CARGO_TARGET_DIR:-$PWD/target}/debug
 
 work=$(mktemp -d /tmp/cni-demo.XXXXXX)
 host=cni-demo-host-$$
