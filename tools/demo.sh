@@ -86,6 +86,6 @@ step "teardown: cnitool del, in reverse plugin order"
 kill "$httpd_pid"; wait "$httpd_pid" 2>/dev/null || true; httpd_pid=
 for n in "${ctr[@]}"; do cnitool del demo "/run/netns/$n" && echo "DEL $n done"; done
 echo "leases left: $(ls "$work/ipam/demo" | grep -c '^10\.' || true)"
-echo "rules left:"; ip netns exec "$host" nft list ruleset | grep -c 'masquerade\|dnat' || true
+echo "nft rules and map entries still tagged for network demo: $(ip netns exec "$host" nft list ruleset | grep -c 'comment "demo/' || true)"
 
 step "done: namespaces removed"
