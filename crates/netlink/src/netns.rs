@@ -56,6 +56,16 @@ impl Netns {
         })
     }
 
+    /// Like [`Netns::open`], but a path that no longer exists is `Ok(None)`:
+    /// what a DEL wants when the runtime already removed the namespace.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Option<Netns>> {
+        match Netns::open(path) {
+            Ok(ns) => Ok(Some(ns)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The network namespace of the calling thread.
     pub fn current() -> Result<Netns> {
         Netns::open("/proc/thread-self/ns/net")

@@ -50,13 +50,7 @@ pub fn add(req: &Request) -> Result<CniResult, Error> {
     let conf = BridgeConf::from_request(req)?;
     let ifname = req.ifname()?.as_str();
     let netns_path = req.netns()?;
-    let ctr_ns = Netns::open(netns_path).map_err(|e| {
-        Error::invalid_netns(format!(
-            "cannot open network namespace {}",
-            netns_path.display()
-        ))
-        .with_details(e.to_string())
-    })?;
+    let ctr_ns = kernel::container_netns(req)?;
     let host = Netlink::connect_current().map_err(nl)?;
     let ctr = Netlink::connect(&ctr_ns).map_err(nl)?;
     if ctr.link_by_name(ifname).map_err(nl)?.is_some() {

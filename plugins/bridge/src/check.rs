@@ -2,10 +2,10 @@
 //! result the runtime cached (`prevResult`).
 
 use cni::{CniResult, Command, Error, Request};
-use netlink::{IpFamily, Netlink, Netns};
+use netlink::{IpFamily, Netlink};
 
 use crate::config::BridgeConf;
-use crate::kernel::nl;
+use crate::kernel::{self, nl};
 
 fn mismatch(msg: impl Into<String>) -> Error {
     Error::check_failed(msg)
@@ -23,13 +23,7 @@ pub fn check(req: &Request) -> Result<(), Error> {
         .ok_or_else(|| Error::invalid_config("CHECK needs prevResult"))?;
     let ifname = req.ifname()?.as_str();
     let netns_path = req.netns()?;
-    let ns = Netns::open(netns_path).map_err(|e| {
-        Error::invalid_netns(format!(
-            "cannot open network namespace {}",
-            netns_path.display()
-        ))
-        .with_details(e.to_string())
-    })?;
+    let ns = kernel::container_netns(req)?;
     let host = Netlink::connect_current().map_err(nl)?;
     let ctr = Netlink::connect(&ns).map_err(nl)?;
 

@@ -60,17 +60,9 @@ fn delete_container_link(req: &Request) -> Result<(), Error> {
     let Some(path) = &req.netns else {
         return Ok(());
     };
-    let ns = match Netns::open(path) {
-        Ok(ns) => ns,
-        // The namespace is gone, and its links with it.
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => {
-            return Err(Error::invalid_netns(format!(
-                "cannot open network namespace {}",
-                path.display()
-            ))
-            .with_details(e.to_string()))
-        }
+    // A namespace that is gone took its links with it.
+    let Some(ns) = Netns::open_existing(path).map_err(|e| kernel::netns_error(path, e))? else {
+        return Ok(());
     };
     let ctr = Netlink::connect(&ns).map_err(nl)?;
     match ctr.link_by_name(req.ifname()?.as_str()).map_err(nl)? {

@@ -8,6 +8,18 @@ pub fn nl(e: netlink::Error) -> Error {
     Error::plugin(format!("bridge: {e}"))
 }
 
+/// A namespace that can't be opened: code 8, with netlink's reason.
+pub fn netns_error(path: &std::path::Path, e: netlink::Error) -> Error {
+    Error::invalid_netns(format!("cannot open network namespace {}", path.display()))
+        .with_details(e.to_string())
+}
+
+/// The request's container namespace (ADD and CHECK need it to exist).
+pub fn container_netns(req: &cni::Request) -> Result<netlink::Netns, Error> {
+    let path = req.netns()?;
+    netlink::Netns::open(path).map_err(|e| netns_error(path, e))
+}
+
 /// An nftables failure as a CNI error (code 100).
 pub fn nft(e: nft::Error) -> Error {
     Error::plugin(format!("bridge: nftables: {e}"))

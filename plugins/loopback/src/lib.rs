@@ -17,12 +17,14 @@ fn kernel(e: netlink::Error) -> Error {
     Error::plugin(format!("loopback: {e}"))
 }
 
+fn netns_error(path: &std::path::Path, e: netlink::Error) -> Error {
+    Error::invalid_netns(format!("cannot open network namespace {}", path.display()))
+        .with_details(e.to_string())
+}
+
 fn open_netns(req: &Request) -> Result<Netns, Error> {
     let path = req.netns()?;
-    Netns::open(path).map_err(|e| {
-        Error::invalid_netns(format!("cannot open network namespace {}", path.display()))
-            .with_details(e.to_string())
-    })
+    Netns::open(path).map_err(|e| netns_error(path, e))
 }
 
 impl Plugin for Loopback {
@@ -66,16 +68,8 @@ impl Plugin for Loopback {
         let Some(path) = &req.netns else {
             return Ok(());
         };
-        let ns = match Netns::open(path) {
-            Ok(ns) => ns,
-            Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => {
-                return Err(Error::invalid_netns(format!(
-                    "cannot open network namespace {}",
-                    path.display()
-                ))
-                .with_details(e.to_string()))
-            }
+        let Some(ns) = Netns::open_existing(path).map_err(|e| netns_error(path, e))? else {
+            return Ok(());
         };
         let nl = Netlink::connect(&ns).map_err(kernel)?;
         match nl.link_by_name(LO).map_err(kernel)? {

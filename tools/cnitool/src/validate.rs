@@ -1,61 +1,29 @@
 //! The name rules libcni applies (pkg/utils): container id, network name, ifname.
 
-/// `^[A-Za-z0-9][A-Za-z0-9_.-]*$`, the rule for container ids and network names.
-fn is_cni_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) if c.is_ascii_alphanumeric() => {}
-        _ => return false,
-    }
-    chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
+// The rules themselves live in the protocol crate's value types, shared with
+// every plugin; these wrappers keep cnitool's string errors.
 
 pub fn container_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
         return Err("missing container id".into());
     }
-    if !is_cni_name(id) {
-        return Err(format!(
-            "invalid container id {id:?}: must match ^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-        ));
-    }
-    Ok(())
+    id.parse::<cni::ContainerId>()
+        .map(|_| ())
+        .map_err(|e| e.msg)
 }
 
 pub fn network_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("missing network name".into());
     }
-    if !is_cni_name(name) {
-        return Err(format!(
-            "invalid network name {name:?}: must match ^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-        ));
-    }
-    Ok(())
+    name.parse::<cni::NetworkName>()
+        .map(|_| ())
+        .map_err(|e| e.msg)
 }
 
 /// Linux interface name rules: 1..=15 bytes, not `.`/`..`, no `/`, `:` or whitespace.
 pub fn ifname(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("interface name is empty".into());
-    }
-    if name.len() > 15 {
-        return Err(format!(
-            "interface name {name:?} is too long (at most 15 bytes)"
-        ));
-    }
-    if name == "." || name == ".." {
-        return Err(format!("interface name {name:?} is not allowed"));
-    }
-    if name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace())
-    {
-        return Err(format!(
-            "interface name {name:?} contains '/', ':' or whitespace"
-        ));
-    }
-    Ok(())
+    name.parse::<cni::IfName>().map(|_| ()).map_err(|e| e.msg)
 }
 
 /// A plugin `type` names a file in a CNI_PATH directory: no path separators.
