@@ -431,3 +431,35 @@ fn status_and_gc() {
 }
 
 use cni_harness::PluginCall;
+
+#[test]
+fn macspoofchk_rules_follow_the_attachment() {
+    let mut net = Net::new("br-spoof");
+    net.conf["macspoofchk"] = json!(true);
+    let a = net.container();
+    let b = net.container();
+    let ra = net.add(a);
+    net.add(b);
+    let mac_a = ra["interfaces"][2]["mac"].as_str().unwrap().to_string();
+    let veth_a = ra["interfaces"][1]["name"].as_str().unwrap().to_string();
+    let rules = net.nft_ruleset();
+    assert!(rules.contains("table bridge cni_spoofchk"), "{rules}");
+    assert!(rules.contains(&mac_a), "{rules}");
+    assert!(rules.contains(&veth_a), "{rules}");
+    assert!(net.ping(b, "10.88.0.2"), "genuine MAC passes");
+    // A container changing its MAC is cut off.
+    net.ns(a)
+        .ip(&["link", "set", "eth0", "address", "02:de:ad:be:ef:01"]);
+    // b must learn a's MAC afresh: a's ARP reply now carries the spoofed source.
+    net.ns(b).ip(&["neigh", "flush", "all"]);
+    assert!(!net.ping(b, "10.88.0.2"), "spoofed MAC dropped");
+    assert!(net.check(a, &ra).expect_error(102)["msg"]
+        .as_str()
+        .is_some());
+    assert!(net.del(a).success());
+    let rules = net.nft_ruleset();
+    assert!(
+        !rules.contains(&mac_a) && !rules.contains(&veth_a),
+        "{rules}"
+    );
+}
