@@ -286,7 +286,12 @@ fn dispatch_inner<P: Plugin>(
     let (container_id, ifname) = if command.per_attachment() {
         (
             env.get("CNI_CONTAINERID").map(str::parse).transpose()?,
-            env.get("CNI_IFNAME").map(str::parse).transpose()?,
+            env.get("CNI_IFNAME")
+                .map(|s| {
+                    s.parse::<IfName>()
+                        .map_err(|e| Error::invalid_env(format!("CNI_IFNAME: {}", e.msg)))
+                })
+                .transpose()?,
         )
     } else {
         // STATUS and GC get empty values from runtimes: ignore whatever came.

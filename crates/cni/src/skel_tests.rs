@@ -184,7 +184,8 @@ fn ifname_rules_are_code_4() {
         for cmd in ["ADD", "DEL", "CHECK"] {
             let mut e = env(cmd);
             e.set("CNI_IFNAME", bad);
-            expect_err(&dispatch(&p, &e, &conf("1.0.0")), 4);
+            let err = expect_err(&dispatch(&p, &e, &conf("1.0.0")), 4);
+            assert!(err["msg"].as_str().unwrap().contains("CNI_IFNAME"), "{err}");
         }
     }
     assert_eq!(p.calls(), 0);

@@ -124,8 +124,12 @@ fn build(
     }
     let routes = routes_for(conf, ipam.as_ref(), &ips);
     for r in &routes {
-        ctr.add_route(&kernel_route(r, &ips, peer.index))
-            .map_err(|e| nl(e).with_details(format!("route {:?}", r.dst)))?;
+        match ctr.add_route(&kernel_route(r, &ips, peer.index)) {
+            // Another attachment of this container already routes there (its
+            // default route, typically): keep it, as the spec recommends.
+            Err(e) if e.is_exists() => eprintln!("bridge: keeping the existing route: {e}"),
+            other => other.map_err(nl)?,
+        }
     }
 
     // 5. The gateway on the bridge, and forwarding.

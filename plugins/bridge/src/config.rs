@@ -83,12 +83,18 @@ impl BridgeConf {
                 "invalid VLAN ID {vlan} (must be between 0 and 4094)"
             )));
         }
-        if vlan != 0 || raw.vlan_trunk.as_ref().is_some_and(|t| !t.is_empty()) {
-            // Needs bridge VLAN filtering, which we don't program yet (and these
-            // machines' kernels lack): say so instead of half-working.
-            return Err(Error::unsupported_field(
-                "vlan and vlanTrunk are not supported by this bridge plugin yet",
-            ));
+        // VLANs need bridge VLAN filtering, which we don't program yet (and
+        // these machines' kernels lack): say so instead of half-working.
+        if vlan != 0 {
+            return Err(Error::unsupported_field(format!(
+                "unsupported field: vlan = {vlan} (bridge VLANs are not implemented)"
+            )));
+        }
+        if let Some(trunk) = raw.vlan_trunk.as_ref().filter(|t| !t.is_empty()) {
+            return Err(Error::unsupported_field(format!(
+                "unsupported field: vlanTrunk = {} (bridge VLANs are not implemented)",
+                Value::Array(trunk.clone())
+            )));
         }
         if raw.hairpin_mode && raw.promisc_mode {
             return Err(invalid(
@@ -243,9 +249,13 @@ mod tests {
 
     #[test]
     fn vlans_are_refused_as_unsupported_fields() {
-        for cfg in [json!({"vlan": 100}), json!({"vlanTrunk": [{"id": 5}]})] {
+        for (cfg, key, value) in [
+            (json!({"vlan": 100}), "vlan", "100"),
+            (json!({"vlanTrunk": [{"id": 5}]}), "vlanTrunk", "\"id\":5"),
+        ] {
             let e = parse(cfg).unwrap_err();
             assert_eq!(e.code, cni::ErrorCode::UNSUPPORTED_FIELD);
+            assert!(e.msg.contains(key) && e.msg.contains(value), "{}", e.msg);
         }
     }
 
