@@ -222,6 +222,13 @@ impl Batch {
         ))));
     }
 
+    /// `create chain`: like `add`, but fails when the chain exists.
+    pub fn create_chain(&mut self, family: NfFamily, table: &str, name: &str) {
+        self.push(NfCmd::Create(NfListObject::Chain(Batch::chain(
+            family, table, name, None,
+        ))));
+    }
+
     pub fn flush_chain(&mut self, family: NfFamily, table: &str, name: &str) {
         self.push(NfCmd::Flush(FlushObject::Chain(Batch::chain(
             family, table, name, None,

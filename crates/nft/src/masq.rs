@@ -190,6 +190,25 @@ mod tests {
         cmds.iter().filter_map(|c| c.get(verb)?.get(kind)).collect()
     }
 
+    /// The fast ADD path creates only new objects: no table, no fixed chain,
+    /// no flush (re-adding or flushing existing objects costs an RCU grace
+    /// period in the kernel), and `create` so an existing chain fails it.
+    #[test]
+    fn attach_batch_creates_only_the_attachments_new_objects() {
+        let st = state(&att(), &rules()).unwrap();
+        let cmds = layout().attach_batch(&st).commands().to_vec();
+        assert!(find(&cmds, "add", "table").is_empty());
+        assert!(find(&cmds, "add", "chain").is_empty());
+        assert!(find(&cmds, "flush", "chain").is_empty());
+        let created = find(&cmds, "create", "chain");
+        assert_eq!(created.len(), 1);
+        assert_eq!(created[0]["name"], chain(&att()).as_str());
+        let rules = find(&cmds, "add", "rule");
+        assert_eq!(rules.len(), 2);
+        assert!(rules.iter().all(|r| r["chain"] == chain(&att()).as_str()));
+        assert_eq!(find(&cmds, "add", "element").len(), 2);
+    }
+
     #[test]
     fn batch_rewrites_the_base_chain_and_fills_the_attachment_chain() {
         let cmds = batch_cmds();

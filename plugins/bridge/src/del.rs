@@ -29,28 +29,40 @@ fn collect(errors: Vec<Error>) -> Result<(), Error> {
 
 pub fn del(req: &Request) -> Result<(), Error> {
     let conf = BridgeConf::from_request(req)?;
-    let mut errors = Vec::new();
-    // 1. The container's link (its veth peer on the bridge goes with it).
-    if let Err(e) = delete_container_link(req) {
-        errors.push(e);
-    }
-    // 2. The lease.
+    let att = crate::attachment(req)?;
+    let mut errors = std::thread::scope(|s| {
+        // The kernel needs an RCU grace period (~15 ms here) both to delete a
+        // veth and to commit an nft batch that removes rules: wait for the two
+        // at once instead of one after the other.
+        let link = s.spawn(|| delete_container_link(req));
+        let mut errors = Vec::new();
+        // Our rules, found by their tag: works when the namespace is gone and
+        // without prevResult (the reference leaks its masquerade rules there).
+        if conf.ip_masq && conf.has_ipam {
+            if let Err(e) = nft::masq::del(&att) {
+                errors.push(kernel::nft(e));
+            }
+        }
+        if conf.macspoofchk {
+            if let Err(e) = nft::spoofchk::del(&att) {
+                errors.push(kernel::nft(e));
+            }
+        }
+        match link.join() {
+            Ok(Err(e)) => errors.insert(0, e),
+            Ok(Ok(())) => {}
+            Err(_) => errors.insert(
+                0,
+                Error::new(cni::ErrorCode::INTERNAL, "link deletion panicked"),
+            ),
+        }
+        errors
+    });
+    // The lease goes last: the address can't be handed to another container
+    // while this one's interface or rules still use it.
     if let Some(ipam) = &req.config.ipam {
         if let Err(e) = cni::delegate(req, &ipam.plugin_type, Command::Del) {
             errors.push(e);
-        }
-    }
-    // 3. Our rules, found by their tag: works when the namespace is gone and
-    //    without prevResult (the reference leaks its masquerade rules there).
-    let att = crate::attachment(req)?;
-    if conf.ip_masq && conf.has_ipam {
-        if let Err(e) = nft::masq::del(&att) {
-            errors.push(kernel::nft(e));
-        }
-    }
-    if conf.macspoofchk {
-        if let Err(e) = nft::spoofchk::del(&att) {
-            errors.push(kernel::nft(e));
         }
     }
     collect(errors)
