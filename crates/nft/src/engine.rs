@@ -124,22 +124,7 @@ impl Layout {
     /// attachment's chain already exists.
     pub fn attach_batch(&self, st: &AttState) -> Batch {
         let mut b = Batch::default();
-        for c in &st.chains {
-            b.create_chain(self.family, self.table, &c.name);
-            for r in &c.rules {
-                b.add_rule(self.family, self.table, &c.name, r.clone(), Some(&st.tag));
-            }
-        }
-        for e in &st.elems {
-            b.add_jump_element(
-                self.family,
-                self.table,
-                e.map,
-                e.key.clone(),
-                &e.chain,
-                &st.tag,
-            );
-        }
+        self.push_attachment(&mut b, st, true);
         b
     }
 
@@ -147,9 +132,20 @@ impl Layout {
     pub fn add_batch(&self, st: &AttState) -> Batch {
         let mut b = Batch::default();
         self.ensure(&mut b);
+        self.push_attachment(&mut b, st, false);
+        b
+    }
+
+    /// The attachment's chains (created new, or added and flushed), their
+    /// tagged rules, and the map elements leading to them.
+    fn push_attachment(&self, b: &mut Batch, st: &AttState, create: bool) {
         for c in &st.chains {
-            b.add_chain(self.family, self.table, &c.name, None);
-            b.flush_chain(self.family, self.table, &c.name);
+            if create {
+                b.create_chain(self.family, self.table, &c.name);
+            } else {
+                b.add_chain(self.family, self.table, &c.name, None);
+                b.flush_chain(self.family, self.table, &c.name);
+            }
             for r in &c.rules {
                 b.add_rule(self.family, self.table, &c.name, r.clone(), Some(&st.tag));
             }
@@ -164,7 +160,6 @@ impl Layout {
                 &st.tag,
             );
         }
-        b
     }
 
     fn list(&self) -> Result<Option<Listing>> {
