@@ -57,6 +57,26 @@ impl Netns {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("ip -j {args:?}: {e}: {out}"))
     }
 
+    /// A veth pair between this namespace (`here`) and `other` (`there`), both
+    /// ends up and `other`'s `lo` up: a wire between two test hosts.
+    pub fn veth_to(&self, here: &str, other: &Netns, there: &str) {
+        self.ip(&[
+            "link",
+            "add",
+            here,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            there,
+            "netns",
+            &other.name,
+        ]);
+        self.ip(&["link", "set", here, "up"]);
+        other.ip(&["link", "set", there, "up"]);
+        other.ip(&["link", "set", "lo", "up"]);
+    }
+
     /// A command that will run inside this namespace: the child setns()es into it
     /// right before exec, exactly how a runtime's own netns runs plugins (no mount
     /// namespace games as with `ip netns exec`).

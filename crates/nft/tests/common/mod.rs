@@ -116,21 +116,7 @@ pub fn sysctl(ns: &Netns, key: &str, value: &str) {
 /// A veth pair: `host_end` in `host`, `peer` (named `peer_name`) in `other`,
 /// both up, `other`'s lo up too.
 pub fn veth(host: &Netns, host_end: &str, other: &Netns, peer_name: &str) {
-    host.ip(&[
-        "link",
-        "add",
-        host_end,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        peer_name,
-        "netns",
-        other.name(),
-    ]);
-    host.ip(&["link", "set", host_end, "up"]);
-    other.ip(&["link", "set", peer_name, "up"]);
-    other.ip(&["link", "set", "lo", "up"]);
+    host.veth_to(host_end, other, peer_name);
 }
 
 /// A TCP server inside a namespace that writes each client's source address

@@ -23,22 +23,10 @@ pub fn read_sysctl(ns: &Netns, key: &str) -> String {
     netlink::Sysctl::read(&handle, key).expect("read sysctl")
 }
 
-fn veth(host: &Netns, host_end: &str, other: &Netns, peer_name: &str) {
-    host.ip(&[
-        "link",
-        "add",
-        host_end,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        peer_name,
-        "netns",
-        other.name(),
-    ]);
-    host.ip(&["link", "set", host_end, "up"]);
-    other.ip(&["link", "set", peer_name, "up"]);
-    other.ip(&["link", "set", "lo", "up"]);
+/// A veth pair: `host_end` in `host`, `peer` (named `peer_name`) in `other`,
+/// both up, `other`'s lo up too.
+pub fn veth(host: &Netns, host_end: &str, other: &Netns, peer_name: &str) {
+    host.veth_to(host_end, other, peer_name);
 }
 
 /// The sandbox laid out as a small node:
