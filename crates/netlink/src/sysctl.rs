@@ -42,6 +42,33 @@ pub fn sysctl_path(key: &str) -> Result<PathBuf> {
 }
 
 impl Sysctl {
+    /// Sets `key` in the calling thread's own namespace to `value` unless it
+    /// already has it; returns whether it wrote. No helper thread: a plugin's
+    /// own namespace is the node's (ip_forward, route_localnet, accept_ra).
+    pub fn ensure_here(key: &str, value: &str) -> Result<bool> {
+        let path = sysctl_path(key)?;
+        let context = || format!("write sysctl {key}={value} in the current netns");
+        if let Ok(cur) = std::fs::read_to_string(&path) {
+            if cur.trim_end_matches('\n') == value {
+                return Ok(false);
+            }
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(value.as_bytes()))
+            .map_err(|e| Error::io(context(), e))?;
+        Ok(true)
+    }
+
+    /// Reads `key` in the calling thread's own namespace.
+    pub fn read_here(key: &str) -> Result<String> {
+        let path = sysctl_path(key)?;
+        std::fs::read_to_string(&path)
+            .map(|v| v.trim_end_matches('\n').to_string())
+            .map_err(|e| Error::io(format!("read sysctl {key} in the current netns"), e))
+    }
+
     /// Reads `key` inside `netns`, trailing newline removed.
     pub fn read(netns: &Netns, key: &str) -> Result<String> {
         let path = sysctl_path(key)?;

@@ -85,3 +85,35 @@ fn missing_and_invalid_keys() {
     let err = Sysctl::write(&ns, "net.ipv4.ip_forward", "not-a-number").unwrap_err();
     assert_eq!(err.errno(), Some(libc::EINVAL), "{err}");
 }
+
+/// `ensure_here` acts on the calling thread's own namespace: run on a thread
+/// that joined the sandbox, it writes there once and then sees nothing to do.
+#[test]
+fn ensure_here_writes_only_when_the_value_differs() {
+    let sb = Sandbox::new("nl-ensure");
+    let ns = Netns::open(sb.host().path()).expect("open");
+    let fwd = "net/ipv4/ip_forward";
+    let before = machine(fwd);
+    let target = if seen_inside(&sb, fwd) == "1" {
+        "0"
+    } else {
+        "1"
+    };
+    let wrote = ns
+        .run_in(|| Sysctl::ensure_here(fwd, target))
+        .expect("enter")
+        .expect("ensure");
+    assert!(wrote, "first call writes");
+    assert_eq!(seen_inside(&sb, fwd), target);
+    let again = ns
+        .run_in(|| Sysctl::ensure_here(fwd, target))
+        .expect("enter")
+        .expect("ensure");
+    assert!(!again, "second call finds the value in place");
+    let read = ns
+        .run_in(|| Sysctl::read_here(fwd))
+        .expect("enter")
+        .expect("read");
+    assert_eq!(read, target);
+    assert_eq!(machine(fwd), before, "the machine's own value did not move");
+}

@@ -42,13 +42,10 @@ pub fn random_mac() -> Result<[u8; 6], Error> {
     Ok(mac)
 }
 
-/// Writes a sysctl of the plugin's own (host) namespace when it differs.
+/// Sets a sysctl of the plugin's own (host) namespace when it differs.
 /// `key` is slash-separated (`net/ipv4/ip_forward`): interface names may hold dots.
 pub fn host_sysctl(key: &str, value: &str) -> Result<(), Error> {
-    let path = format!("/proc/sys/{key}");
-    match std::fs::read_to_string(&path) {
-        Ok(cur) if cur.trim() == value => Ok(()),
-        _ => std::fs::write(&path, value)
-            .map_err(|e| Error::io(format!("bridge: write sysctl {key}={value}: {e}"))),
-    }
+    netlink::Sysctl::ensure_here(key, value)
+        .map(|_| ())
+        .map_err(|e| Error::io(format!("bridge: {e}")))
 }

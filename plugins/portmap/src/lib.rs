@@ -49,7 +49,7 @@ use std::net::IpAddr;
 
 use cni::{CniResult, Error, Plugin, Request};
 use ipnetwork::IpNetwork;
-use netlink::{IpFamily, Netlink, Netns, Sysctl};
+use netlink::{IpFamily, Netlink, Sysctl};
 use nft::portmap::{PortMapping, Protocol, Spec};
 use serde::Deserialize;
 use serde_json::Value;
@@ -281,10 +281,6 @@ fn localnet_key(iface: &str) -> String {
     format!("net/ipv4/conf/{iface}/route_localnet")
 }
 
-fn own_netns() -> Result<Netns, Error> {
-    Netns::current().map_err(kernel)
-}
-
 /// What ADD and CHECK act on: the config and the container's addresses.
 struct Work {
     conf: Config,
@@ -334,7 +330,7 @@ impl Plugin for Portmap {
         };
         if let Some(c4) = work.localnet_target() {
             let iface = iface_toward(c4)?;
-            Sysctl::write(&own_netns()?, &localnet_key(&iface), "1").map_err(kernel)?;
+            Sysctl::ensure_here(&localnet_key(&iface), "1").map_err(kernel)?;
         }
         nft::portmap::add(&attachment(req)?, &work.spec()).map_err(nft_error)?;
         Ok(prev.clone())
@@ -365,7 +361,7 @@ impl Plugin for Portmap {
         nft::portmap::check(&attachment(req)?, &work.spec()).map_err(nft_error)?;
         if let Some(c4) = work.localnet_target() {
             let iface = iface_toward(c4)?;
-            let v = Sysctl::read(&own_netns()?, &localnet_key(&iface)).map_err(kernel)?;
+            let v = Sysctl::read_here(&localnet_key(&iface)).map_err(kernel)?;
             if v.trim() != "1" {
                 return Err(Error::check_failed(format!(
                     "portmap: route_localnet is {v} on {iface}, expected 1"
