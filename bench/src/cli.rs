@@ -21,8 +21,8 @@ Runs our CNI plugins (a release build) and the reference Go plugins side by
 side, alternating run by run, inside throwaway network namespaces, and prints
 p50 / p99 latencies, ratios, floors, peak RSS and binary sizes.
 
-Build first:  cargo build --release --workspace --bins
-Then (root):  target/release/cni-bench --plot bench/results/latest.svg --save bench/results/latest.json
+Build first:  tools/build-release.sh   (static release build in target/<host triple>/release)
+Then (root):  target/x86_64-unknown-linux-gnu/release/cni-bench --plot bench/results/latest.svg --save bench/results/latest.json
 
 options:
   --iterations N     sequential ADD+DEL runs per side and scenario (default 200;
@@ -36,7 +36,7 @@ options:
   --format F         table (default) or json, on stdout
   --plot FILE.svg    also write an SVG plot
   --save FILE.json   also write the JSON report
-  --ours DIR         our plugin binaries (default: target/release beside this binary)
+  --ours DIR         our plugin binaries (default: the release dir this binary is in)
   --reference DIR    the reference plugins (default /usr/lib/cni)
   --silent           no progress lines on stderr
   -h, --help         this text

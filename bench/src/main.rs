@@ -1,10 +1,11 @@
 //! `cni-bench`: our plugins against the reference Go plugins, side by side.
 //!
-//! Build first, in release mode (the bench runs ours from target/release):
+//! Build first, in release mode (the bench runs ours from the release dir it
+//! was built into):
 //!
 //! ```sh
-//! cargo build --release --workspace --bins
-//! target/release/cni-bench --plot bench/results/latest.svg --save bench/results/latest.json
+//! tools/build-release.sh
+//! target/x86_64-unknown-linux-gnu/release/cni-bench --plot bench/results/latest.svg --save bench/results/latest.json
 //! ```
 //!
 //! Every scenario runs in throwaway namespaces: one sandbox per scenario and
