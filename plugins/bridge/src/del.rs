@@ -28,7 +28,16 @@ fn collect(errors: Vec<Error>) -> Result<(), Error> {
 }
 
 pub fn del(req: &Request) -> Result<(), Error> {
-    let conf = BridgeConf::from_request(req)?;
+    // A config ADD would refuse must not block teardown (the runtime calls DEL
+    // after a failed ADD and retries a failing DEL): clean up everything this
+    // plugin could have made.
+    let (ip_masq, spoofchk) = match BridgeConf::from_request(req) {
+        Ok(conf) => (conf.ip_masq && conf.has_ipam, conf.macspoofchk),
+        Err(e) => {
+            eprintln!("bridge: DEL with an invalid config ({e}): removing whatever may exist");
+            (true, true)
+        }
+    };
     let att = crate::attachment(req)?;
     let mut errors = std::thread::scope(|s| {
         // The kernel needs an RCU grace period (~15 ms here) both to delete a
@@ -38,12 +47,12 @@ pub fn del(req: &Request) -> Result<(), Error> {
         let mut errors = Vec::new();
         // Our rules, found by their tag: works when the namespace is gone and
         // without prevResult (the reference leaks its masquerade rules there).
-        if conf.ip_masq && conf.has_ipam {
+        if ip_masq {
             if let Err(e) = nft::masq::del(&att) {
                 errors.push(kernel::nft(e));
             }
         }
-        if conf.macspoofchk {
+        if spoofchk {
             if let Err(e) = nft::spoofchk::del(&att) {
                 errors.push(kernel::nft(e));
             }

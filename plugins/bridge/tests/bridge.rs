@@ -463,3 +463,20 @@ fn macspoofchk_rules_follow_the_attachment() {
         "{rules}"
     );
 }
+
+/// A config ADD refuses must not block the teardown that follows a failed ADD.
+#[test]
+fn del_with_an_invalid_config_still_cleans_up() {
+    let mut net = Net::new("br-baddel");
+    net.conf["ipMasq"] = json!(true);
+    let c = net.container();
+    net.add(c);
+    assert_eq!(net.leases(), ["10.88.0.2"]);
+    let mut bad = net.conf.clone();
+    bad["mtu"] = json!(-5);
+    let out = net.call("DEL", c).config(&bad).run_in(net.sb.host());
+    assert!(out.success(), "{out:?}");
+    assert!(net.leases().is_empty(), "lease released");
+    assert!(!link_names(net.ns(c)).contains(&"eth0".to_string()));
+    assert!(!net.nft_ruleset().contains("10.88.0.2"), "rules removed");
+}
