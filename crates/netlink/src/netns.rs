@@ -56,12 +56,13 @@ impl Netns {
         })
     }
 
-    /// Like [`Netns::open`], but a path that no longer exists is `Ok(None)`:
-    /// what a DEL wants when the runtime already removed the namespace.
+    /// Like [`Netns::open`], but a path that no longer exists, or no longer
+    /// is a namespace (its bind mount is gone and a plain file is left), is
+    /// `Ok(None)`: what a DEL wants when the runtime already removed it.
     pub fn open_existing(path: impl AsRef<Path>) -> Result<Option<Netns>> {
         match Netns::open(path) {
             Ok(ns) => Ok(Some(ns)),
-            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) if e.is_not_found() || e.kind() == crate::ErrorKind::InvalidInput => Ok(None),
             Err(e) => Err(e),
         }
     }

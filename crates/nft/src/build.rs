@@ -300,6 +300,32 @@ impl Batch {
     }
 
     /// `delete element ... { key }`, the key as JSON (as listed by nft).
+    /// `add element` of an element exactly as listed (`key : jump target`):
+    /// a no-op when it is still there, EEXIST (failing the whole batch) when
+    /// the key now leads elsewhere. Put before a delete of the same key, it
+    /// makes the delete conditional on the element being the one we listed.
+    pub fn guard_element(
+        &mut self,
+        family: NfFamily,
+        table: &str,
+        map: &str,
+        key: &Value,
+        target: &str,
+        comment: Option<&str>,
+    ) {
+        let mut elem = serde_json::Map::new();
+        elem.insert("val".into(), key.clone());
+        if let Some(c) = comment {
+            elem.insert("comment".into(), c.into());
+        }
+        self.cmds.push(json!({"add": {"element": {
+            "family": family_name(family),
+            "table": table,
+            "name": map,
+            "elem": [[{"elem": elem}, {"jump": {"target": target}}]],
+        }}}));
+    }
+
     pub fn delete_element(&mut self, family: NfFamily, table: &str, map: &str, key: &Value) {
         self.cmds.push(json!({"delete": {"element": {
             "family": family_name(family),

@@ -4,8 +4,9 @@
 //! - verdict maps that index attachments (key: container address, host
 //!   interface name, protocol + port, ...; value: `jump <attachment chain>`),
 //! - fixed chains (base chains on hooks and regular dispatch chains) whose
-//!   rules never depend on attachments: every ADD batch flushes and re-adds
-//!   them, so they can't drift or duplicate,
+//!   rules never depend on attachments: the full ADD batch flushes and
+//!   re-adds them (so they never duplicate), CHECK compares them, GC repairs
+//!   them when they drifted,
 //! - per-attachment regular chains, named `<prefix><16 hex of sha256(tag)>`,
 //!   whose every rule carries the attachment's tag as comment. The rules are
 //!   self-contained (they match the addresses / ports themselves), so a stale
@@ -21,8 +22,10 @@
 //! refilled, its elements added. If the kernel refuses that because an
 //! element's key is held by another (stale) attachment, ADD lists the table
 //! once, deletes the clashing elements and applies again in one batch.
-//! DEL and GC list the table once and apply one batch (retried once from a
-//! fresh listing if a concurrent change made it fail).
+//! DEL and GC list the table once and apply one batch in which every
+//! element delete is guarded by re-adding the element exactly as listed, so a
+//! key another attachment took over meanwhile fails the batch instead of
+//! losing its element; a failed batch is retried from a fresh listing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -175,33 +178,57 @@ impl Layout {
         if exec::apply(&self.attach_batch(st).to_json()).is_ok() {
             return Ok(());
         }
-        let batch = self.add_batch(st);
-        let first = match exec::apply(&batch.to_json()) {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        // Slow path: an element key may still point at a stale attachment's
-        // chain (an address or port reused before that one's DEL came).
-        let Some(listing) = self.list().map_err(|e| e.within(ctx()))? else {
-            return Err(first.within(ctx()));
-        };
-        let mut fix = Batch::default();
-        for e in &st.elems {
-            let key = value(&e.key);
-            let Some(map) = listing.maps.get(e.map) else {
-                continue;
+        // Full batch; if the kernel refuses it because an element key still
+        // leads to a stale attachment's chain (an address or port reused
+        // before that one's DEL came), delete those elements in the same
+        // batch. A concurrent DEL or ADD may change the table between the
+        // listing and the batch: then try again from a fresh listing.
+        let mut last = None;
+        for _ in 0..3 {
+            match exec::apply(&self.add_batch(st).to_json()) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            let listing = match self.list() {
+                Ok(Some(l)) => l,
+                Ok(None) => continue,
+                Err(e) => return Err(e.within(ctx())),
             };
-            for le in &map.elems {
-                if le.key == key && le.target.as_deref() != Some(e.chain.as_str()) {
-                    fix.delete_element(self.family, self.table, e.map, &le.key);
+            let mut fix = Batch::default();
+            for e in &st.elems {
+                let key = value(&e.key);
+                let Some(map) = listing.maps.get(e.map) else {
+                    continue;
+                };
+                for le in &map.elems {
+                    let Some(target) = le.target.as_deref() else {
+                        continue;
+                    };
+                    if le.key == key && target != e.chain {
+                        fix.guard_element(
+                            self.family,
+                            self.table,
+                            e.map,
+                            &le.key,
+                            target,
+                            le.comment.as_deref(),
+                        );
+                        fix.delete_element(self.family, self.table, e.map, &le.key);
+                    }
                 }
             }
+            if fix.is_empty() {
+                continue;
+            }
+            fix.append(self.add_batch(st));
+            match exec::apply(&fix.to_json()) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
         }
-        if fix.is_empty() {
-            return Err(first.within(ctx()));
-        }
-        fix.append(batch);
-        exec::apply(&fix.to_json()).map_err(|e| e.within(ctx()))
+        Err(last
+            .unwrap_or_else(|| Error::invalid("add", "no attempt made"))
+            .within(ctx()))
     }
 
     fn is_att_chain(&self, name: &str) -> bool {
@@ -230,9 +257,21 @@ impl Layout {
         let mut b = Batch::default();
         for (map, m) in &l.maps {
             for e in &m.elems {
-                if e.target.as_ref().is_some_and(|t| chains.contains(t)) {
-                    b.delete_element(self.family, self.table, map, &e.key);
-                }
+                let Some(target) = e.target.as_ref().filter(|t| chains.contains(*t)) else {
+                    continue;
+                };
+                // Deleting by key alone could remove another attachment's
+                // element if the key was taken over since the listing: the
+                // guard fails the batch then, and we retry from a new listing.
+                b.guard_element(
+                    self.family,
+                    self.table,
+                    map,
+                    &e.key,
+                    target,
+                    e.comment.as_deref(),
+                );
+                b.delete_element(self.family, self.table, map, &e.key);
             }
         }
         for c in chains {
@@ -250,9 +289,13 @@ impl Layout {
         F: Fn(&Listing) -> (BTreeSet<String>, usize),
     {
         let mut last_err = None;
-        for _ in 0..2 {
-            let Some(listing) = self.list().map_err(|e| e.within(ctx))? else {
-                return Ok(0);
+        for _ in 0..3 {
+            let listing = match self.list() {
+                Ok(Some(l)) => l,
+                // No table, or no nft at all: nothing of ours can exist.
+                Ok(None) => return Ok(0),
+                Err(e) if e.is_missing_binary() => return Ok(0),
+                Err(e) => return Err(e.within(ctx)),
             };
             let (chains, count) = pick(&listing);
             let batch = self.removal(&listing, &chains);
@@ -295,7 +338,7 @@ impl Layout {
     /// attachments (distinct tags) were removed.
     pub fn gc(&self, network_prefix: &str, keep: &BTreeSet<String>) -> Result<usize> {
         let ctx = format!("{} GC for network {network_prefix}", self.what);
-        self.remove_with(&ctx, |l| {
+        let removed = self.remove_with(&ctx, |l| {
             let mut chains = BTreeSet::new();
             let mut tags = BTreeSet::new();
             for (names, tag) in self.groups(l).into_values() {
@@ -311,7 +354,62 @@ impl Layout {
                 }
             }
             (chains, tags.len())
-        })
+        })?;
+        self.repair()?;
+        Ok(removed)
+    }
+
+    /// How the table's maps and fixed chains differ from the layout, if they do.
+    fn fixed_mismatch(&self, l: &Listing) -> Option<String> {
+        for m in &self.maps {
+            if !l.maps.contains_key(m.name) {
+                return Some(format!("map {} is missing", m.name));
+            }
+        }
+        for c in &self.chains {
+            let Some(listed) = l.chains.get(c.name) else {
+                return Some(format!("chain {} is missing", c.name));
+            };
+            if let Some(h) = c.hook {
+                let want_hook = value(&h.hook);
+                let want_kind = value(&h.kind);
+                if listed.hook.as_deref() != want_hook.as_str()
+                    || listed.kind.as_deref() != want_kind.as_str()
+                    || listed.prio != Some(i64::from(h.prio))
+                {
+                    return Some(format!("chain {} is not hooked as expected", c.name));
+                }
+            }
+            let want: Vec<Value> = c.rules.iter().map(value).collect();
+            let have: Vec<&Value> = l.rules_of(c.name).map(|r| &r.expr).collect();
+            if have.len() != want.len() || have.iter().zip(&want).any(|(h, w)| *h != w) {
+                return Some(format!(
+                    "rules of chain {} differ from the expected ones",
+                    c.name
+                ));
+            }
+        }
+        None
+    }
+
+    /// Restores the maps and fixed chains when they drifted (tampering, or a
+    /// table written by an older layout). ADD's fast path never rewrites them,
+    /// so GC does; returns whether it had to.
+    pub fn repair(&self) -> Result<bool> {
+        let ctx = format!("{} repair", self.what);
+        let listing = match self.list() {
+            Ok(Some(l)) => l,
+            Ok(None) => return Ok(false),
+            Err(e) if e.is_missing_binary() => return Ok(false),
+            Err(e) => return Err(e.within(ctx)),
+        };
+        if self.fixed_mismatch(&listing).is_none() {
+            return Ok(false);
+        }
+        let mut b = Batch::default();
+        self.ensure(&mut b);
+        exec::apply(&b.to_json()).map_err(|e| e.within(ctx))?;
+        Ok(true)
     }
 
     /// Compares the kernel's table with what ADD would have written.
@@ -324,33 +422,8 @@ impl Layout {
             )
         })?;
         let miss = |d: String| Error::mismatch(&ctx, d);
-        for m in &self.maps {
-            if !l.maps.contains_key(m.name) {
-                return Err(miss(format!("map {} is missing", m.name)));
-            }
-        }
-        for c in &self.chains {
-            let Some(listed) = l.chains.get(c.name) else {
-                return Err(miss(format!("chain {} is missing", c.name)));
-            };
-            if let Some(h) = c.hook {
-                let want_hook = value(&h.hook);
-                let want_kind = value(&h.kind);
-                if listed.hook.as_deref() != want_hook.as_str()
-                    || listed.kind.as_deref() != want_kind.as_str()
-                    || listed.prio != Some(i64::from(h.prio))
-                {
-                    return Err(miss(format!("chain {} is not hooked as expected", c.name)));
-                }
-            }
-            let want: Vec<Value> = c.rules.iter().map(value).collect();
-            let have: Vec<&Value> = l.rules_of(c.name).map(|r| &r.expr).collect();
-            if have.len() != want.len() || have.iter().zip(&want).any(|(h, w)| *h != w) {
-                return Err(miss(format!(
-                    "rules of chain {} differ from the expected ones",
-                    c.name
-                )));
-            }
+        if let Some(d) = self.fixed_mismatch(&l) {
+            return Err(miss(d));
         }
         for c in &st.chains {
             if !l.chains.contains_key(&c.name) {
@@ -422,5 +495,41 @@ mod tests {
         assert_ne!(a, chain_name("masq-", "net/ctr/eth1"));
         assert_eq!(a.len(), "masq-".len() + 16);
         assert!(a[5..].chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    /// A removal deletes an element only behind a guard that re-adds it
+    /// exactly as listed, so a key taken over meanwhile fails the batch.
+    #[test]
+    fn removal_guards_every_element_delete() {
+        let layout = crate::masq::layout_for_tests();
+        let doc = serde_json::json!({"nftables": [
+            {"table": {"family": "inet", "name": "cni_masq"}},
+            {"map": {"family": "inet", "table": "cni_masq", "name": "masq4",
+                     "type": "ipv4_addr", "map": "verdict",
+                     "elem": [[{"elem": {"val": "10.0.0.5", "comment": "n/c/eth0"}},
+                               {"jump": {"target": "masq-0123456789abcdef"}}]]}},
+            {"chain": {"family": "inet", "table": "cni_masq", "name": "masq-0123456789abcdef"}}
+        ]});
+        let listing = Listing::parse(&doc, "inet", "cni_masq").expect("parse");
+        let chains: BTreeSet<String> = ["masq-0123456789abcdef".to_string()].into();
+        let cmds = layout.removal(&listing, &chains).commands().to_vec();
+        let verbs: Vec<&str> = cmds
+            .iter()
+            .map(|c| {
+                c.as_object()
+                    .and_then(|o| o.keys().next())
+                    .map_or("", |k| k.as_str())
+            })
+            .collect();
+        assert_eq!(verbs, ["add", "delete", "delete"], "{cmds:?}");
+        let guard = &cmds[0]["add"]["element"];
+        assert_eq!(guard["elem"][0][0]["elem"]["val"], "10.0.0.5");
+        assert_eq!(guard["elem"][0][0]["elem"]["comment"], "n/c/eth0");
+        assert_eq!(
+            guard["elem"][0][1]["jump"]["target"],
+            "masq-0123456789abcdef"
+        );
+        assert_eq!(cmds[1]["delete"]["element"]["elem"][0], "10.0.0.5");
+        assert_eq!(cmds[2]["delete"]["chain"]["name"], "masq-0123456789abcdef");
     }
 }

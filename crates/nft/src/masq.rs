@@ -40,6 +40,11 @@ pub struct MasqRule {
     pub subnet: IpNetwork,
 }
 
+#[cfg(test)]
+pub(crate) fn layout_for_tests() -> Layout {
+    layout()
+}
+
 fn layout() -> Layout {
     Layout {
         what: "masquerade",

@@ -331,3 +331,80 @@ fn concurrent_adds_and_dels_keep_every_attachment() {
     }
     assert_eq!(map_elems(&table(&sb).unwrap(), "masq4").len(), 4);
 }
+
+/// The kernel behaviour the DEL guard relies on: `add element K : jump A`
+/// followed by `delete element K` in one batch deletes K only while it still
+/// leads to A; when K was taken over by B the batch fails and B's element stays.
+#[test]
+fn guarded_delete_only_removes_the_element_it_listed() {
+    let sb = Sandbox::new("masq-guard");
+    let setup = "add table inet g; add chain inet g a; add chain inet g b; \
+                 add map inet g m { type ipv4_addr : verdict; }; \
+                 add element inet g m { 10.0.0.5 : jump b }";
+    run_nft_script(sb.host(), setup).expect("setup");
+    let guarded_a =
+        "add element inet g m { 10.0.0.5 : jump a }; delete element inet g m { 10.0.0.5 }";
+    assert!(
+        run_nft_script(sb.host(), guarded_a).is_err(),
+        "taken over by b: refused"
+    );
+    let listed = list_table(sb.host(), "inet", "g")
+        .expect("table")
+        .to_string();
+    assert!(listed.contains("10.0.0.5"), "b's element stays: {listed}");
+    let guarded_b =
+        "add element inet g m { 10.0.0.5 : jump b }; delete element inet g m { 10.0.0.5 }";
+    run_nft_script(sb.host(), guarded_b).expect("still b's: deleted");
+    let listed = list_table(sb.host(), "inet", "g")
+        .expect("table")
+        .to_string();
+    assert!(!listed.contains("10.0.0.5"), "{listed}");
+}
+
+/// Runs an nft script inside `ns`; Err with nft's stderr when it fails.
+fn run_nft_script(ns: &cni_harness::Netns, script: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = ns
+        .command("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// ADD's fast path never rewrites the fixed chains; CHECK notices when they
+/// were tampered with and GC puts them back.
+#[test]
+fn gc_repairs_a_tampered_base_chain() {
+    let sb = Sandbox::new("masq-repair");
+    let a = att("net1", "ctr1");
+    let b = att("net1", "ctr2");
+    let ra = [rule("10.88.0.5", "10.88.0.5/24")];
+    let rb = [rule("10.88.0.6", "10.88.0.6/24")];
+    in_ns(sb.host(), || masq::add(&a, &ra)).expect("add a");
+    nft(sb.host(), &["flush", "chain", "inet", masq::TABLE, "postrouting"]);
+    in_ns(sb.host(), || masq::add(&b, &rb)).expect("add b (fast path)");
+    let err = in_ns(sb.host(), || masq::check(&b, &rb)).expect_err("base chain is empty");
+    assert!(err.is_mismatch(), "{err}");
+    let keep = [
+        ("ctr1".to_string(), "eth0".to_string()),
+        ("ctr2".to_string(), "eth0".to_string()),
+    ];
+    let removed = in_ns(sb.host(), || masq::gc("net1", &keep)).expect("gc");
+    assert_eq!(removed, 0);
+    in_ns(sb.host(), || masq::check(&a, &ra)).expect("a intact after repair");
+    in_ns(sb.host(), || masq::check(&b, &rb)).expect("b intact after repair");
+}

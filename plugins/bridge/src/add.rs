@@ -85,8 +85,10 @@ fn build(
     // 1. Addresses first: when the pool is exhausted nothing else was made.
     let ipam = match &req.config.ipam {
         Some(section) => {
-            let r = cni::delegate(req, &section.plugin_type, Command::Add)?.unwrap_or_default();
+            // Registered first: a delegate that allocated but printed a result
+            // we can't parse must be released too (IPAM DEL is idempotent).
             rb.steps.push(Undo::IpamDel(section.plugin_type.clone()));
+            let r = cni::delegate(req, &section.plugin_type, Command::Add)?.unwrap_or_default();
             if r.ips.is_empty() {
                 return Err(Error::plugin("IPAM plugin returned no IP configuration"));
             }

@@ -28,52 +28,46 @@ fn collect(errors: Vec<Error>) -> Result<(), Error> {
 }
 
 pub fn del(req: &Request) -> Result<(), Error> {
-    // A config ADD would refuse must not block teardown (the runtime calls DEL
-    // after a failed ADD and retries a failing DEL): clean up everything this
-    // plugin could have made.
-    let (ip_masq, spoofchk) = match BridgeConf::from_request(req) {
-        Ok(conf) => (conf.ip_masq && conf.has_ipam, conf.macspoofchk),
-        Err(e) => {
-            eprintln!("bridge: DEL with an invalid config ({e}): removing whatever may exist");
-            (true, true)
-        }
-    };
+    // The plugin config is not consulted: a config ADD would refuse, or one
+    // whose ipMasq / macspoofchk changed since ADD, must not leave rules
+    // behind or block the teardown (the runtime retries a failing DEL).
     let att = crate::attachment(req)?;
-    let mut errors = std::thread::scope(|s| {
+    let (link, rules) = std::thread::scope(|s| {
         // The kernel needs an RCU grace period (~15 ms here) both to delete a
         // veth and to commit an nft batch that removes rules: wait for the two
         // at once instead of one after the other.
         let link = s.spawn(|| delete_container_link(req));
-        let mut errors = Vec::new();
         // Our rules, found by their tag: works when the namespace is gone and
         // without prevResult (the reference leaks its masquerade rules there).
-        if ip_masq {
-            if let Err(e) = nft::masq::del(&att) {
-                errors.push(kernel::nft(e));
-            }
+        // A table that doesn't exist (or no nft at all) costs one listing.
+        let mut rules = Vec::new();
+        if let Err(e) = nft::masq::del(&att) {
+            rules.push(kernel::nft(e));
         }
-        if spoofchk {
-            if let Err(e) = nft::spoofchk::del(&att) {
-                errors.push(kernel::nft(e));
-            }
+        if let Err(e) = nft::spoofchk::del(&att) {
+            rules.push(kernel::nft(e));
         }
-        match link.join() {
-            Ok(Err(e)) => errors.insert(0, e),
-            Ok(Ok(())) => {}
-            Err(_) => errors.insert(
-                0,
-                Error::new(cni::ErrorCode::INTERNAL, "link deletion panicked"),
-            ),
-        }
-        errors
+        let link = link.join().unwrap_or_else(|_| {
+            Err(Error::new(
+                cni::ErrorCode::INTERNAL,
+                "link deletion panicked",
+            ))
+        });
+        (link, rules)
     });
-    // The lease goes last: the address can't be handed to another container
-    // while this one's interface or rules still use it.
-    if let Some(ipam) = &req.config.ipam {
-        if let Err(e) = cni::delegate(req, &ipam.plugin_type, Command::Del) {
-            errors.push(e);
+    let mut errors: Vec<Error> = link.err().into_iter().collect();
+    if rules.is_empty() {
+        // The lease goes last: the address can't be handed to another
+        // container while this one's interface or rules still use it. If
+        // the rules could not be removed, the lease stays until a retried
+        // DEL gets them.
+        if let Some(ipam) = &req.config.ipam {
+            if let Err(e) = cni::delegate(req, &ipam.plugin_type, Command::Del) {
+                errors.push(e);
+            }
         }
     }
+    errors.extend(rules);
     collect(errors)
 }
 

@@ -480,3 +480,35 @@ fn del_with_an_invalid_config_still_cleans_up() {
     assert!(!link_names(net.ns(c)).contains(&"eth0".to_string()));
     assert!(!net.nft_ruleset().contains("10.88.0.2"), "rules removed");
 }
+
+/// ipMasq switched off between ADD and DEL: the rules ADD wrote still go.
+#[test]
+fn del_removes_rules_even_when_the_config_no_longer_asks_for_them() {
+    let mut net = Net::new("br-masqoff");
+    net.conf["ipMasq"] = json!(true);
+    let c = net.container();
+    net.add(c);
+    assert!(net.nft_ruleset().contains("10.88.0.2"));
+    net.conf["ipMasq"] = json!(false);
+    assert!(net.del(c).success());
+    assert!(!net.nft_ruleset().contains("10.88.0.2"), "rules removed");
+    assert!(net.leases().is_empty());
+}
+
+/// A CNI_NETNS whose bind mount is gone (a plain file is left) counts as a
+/// namespace that no longer exists: DEL succeeds and releases the lease.
+#[test]
+fn del_with_a_netns_path_that_is_no_longer_a_namespace() {
+    let mut net = Net::new("br-notns");
+    let c = net.container();
+    net.add(c);
+    let stale = net.data_dir.with_extension("stale-netns");
+    std::fs::write(&stale, b"").unwrap();
+    let out = net
+        .call("DEL", c)
+        .env("CNI_NETNS", stale.to_str().unwrap())
+        .run_in(net.sb.host());
+    std::fs::remove_file(&stale).unwrap();
+    assert!(out.success(), "{out:?}");
+    assert!(net.leases().is_empty());
+}

@@ -328,11 +328,19 @@ impl Plugin for Portmap {
             // No mappings, or no container address: hand prevResult on.
             return Ok(prev.clone());
         };
-        if let Some(c4) = work.localnet_target() {
-            let iface = iface_toward(c4)?;
-            Sysctl::ensure_here(&localnet_key(&iface), "1").map_err(kernel)?;
+        // Looked up first (a failure changes nothing), set after the rules
+        // are in: a failed ADD leaves no sysctl behind.
+        let localnet = work.localnet_target().map(iface_toward).transpose()?;
+        let att = attachment(req)?;
+        nft::portmap::add(&att, &work.spec()).map_err(nft_error)?;
+        if let Some(iface) = localnet {
+            if let Err(e) = Sysctl::ensure_here(&localnet_key(&iface), "1") {
+                if let Err(undo) = nft::portmap::del(&att) {
+                    eprintln!("portmap: rollback failed: {undo}");
+                }
+                return Err(kernel(e));
+            }
         }
-        nft::portmap::add(&attachment(req)?, &work.spec()).map_err(nft_error)?;
         Ok(prev.clone())
     }
 
