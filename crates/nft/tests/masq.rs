@@ -395,7 +395,10 @@ fn gc_repairs_a_tampered_base_chain() {
     let ra = [rule("10.88.0.5", "10.88.0.5/24")];
     let rb = [rule("10.88.0.6", "10.88.0.6/24")];
     in_ns(sb.host(), || masq::add(&a, &ra)).expect("add a");
-    nft(sb.host(), &["flush", "chain", "inet", masq::TABLE, "postrouting"]);
+    nft(
+        sb.host(),
+        &["flush", "chain", "inet", masq::TABLE, "postrouting"],
+    );
     in_ns(sb.host(), || masq::add(&b, &rb)).expect("add b (fast path)");
     let err = in_ns(sb.host(), || masq::check(&b, &rb)).expect_err("base chain is empty");
     assert!(err.is_mismatch(), "{err}");
