@@ -12,10 +12,12 @@
 pub mod bins;
 pub mod etcd;
 mod netns;
+pub mod peer;
 mod plugin;
 mod tool;
 
 pub use etcd::{EtcdCluster, EtcdServer};
 pub use netns::{Netns, Sandbox};
+pub use peer::{tcp_ask, tcp_ask_eventually, udp_ask, PeerServer};
 pub use plugin::{PluginCall, PluginOutput};
 pub use tool::{require_tool, run_ok};

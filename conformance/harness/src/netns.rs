@@ -57,6 +57,22 @@ impl Netns {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("ip -j {args:?}: {e}: {out}"))
     }
 
+    /// Runs `f` on a short-lived thread that joined this namespace (the
+    /// calling thread never changes namespace). Sockets `f` creates stay in it.
+    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let file = std::fs::File::open(self.path())
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.path().display()));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .unwrap_or_else(|e| panic!("setns into {}: {e}", self.name));
+                f()
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
     /// A veth pair between this namespace (`here`) and `other` (`there`), both
     /// ends up and `other`'s `lo` up: a wire between two test hosts.
     pub fn veth_to(&self, here: &str, other: &Netns, there: &str) {

@@ -193,6 +193,25 @@ pub struct Check {
     pub run: fn(&Ctx) -> Res,
 }
 
+impl Check {
+    /// A check; each group's table builds its entries through this.
+    pub const fn new(
+        id: &'static str,
+        group: Group,
+        rule: &'static str,
+        needs: Needs,
+        run: fn(&Ctx) -> Res,
+    ) -> Check {
+        Check {
+            id,
+            group,
+            rule,
+            needs,
+            run,
+        }
+    }
+}
+
 impl std::fmt::Debug for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Check")

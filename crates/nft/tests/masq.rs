@@ -2,7 +2,7 @@
 
 mod common;
 
-use cni_harness::Sandbox;
+use cni_harness::{tcp_ask, tcp_ask_eventually, PeerServer, Sandbox};
 use common::*;
 use nft::masq::{self, MasqRule};
 use nft::Attachment;
@@ -273,7 +273,7 @@ fn packets_from_the_container_leave_masqueraded() {
     outside.ip(&["route", "add", "10.88.0.0/24", "via", "192.0.2.1"]);
     sysctl(host, "net.ipv4.ip_forward", "1");
 
-    let server = PeerServer::tcp(outside, "192.0.2.2:7000".parse().unwrap());
+    let server = PeerServer::tcp(outside, "192.0.2.2:7000");
     let seen = tcp_ask_eventually(ctr, server.addr).expect("plain routing works");
     assert_eq!(seen, "10.88.0.5", "no masquerade yet");
 
@@ -288,7 +288,7 @@ fn packets_from_the_container_leave_masqueraded() {
 
     // Inside the subnet (a peer on the bridge; with br_netfilter bridged
     // traffic passes the inet hooks too): not masqueraded.
-    let peer_srv = PeerServer::tcp(peer, "10.88.0.6:7001".parse().unwrap());
+    let peer_srv = PeerServer::tcp(peer, "10.88.0.6:7001");
     assert_eq!(tcp_ask_eventually(ctr, peer_srv.addr).unwrap(), "10.88.0.5");
 
     in_ns(host, || masq::del(&a)).unwrap();

@@ -2,7 +2,7 @@
 
 mod common;
 
-use cni_harness::Sandbox;
+use cni_harness::{tcp_ask, tcp_ask_eventually, PeerServer, Sandbox};
 use common::*;
 use nft::spoofchk;
 use nft::Attachment;
@@ -86,7 +86,7 @@ fn frames_with_a_foreign_source_mac_are_dropped() {
         c.ip(&["addr", "add", ip, "dev", "eth0"]);
     }
     c0.ip(&["link", "set", "eth0", "address", "0a:58:0a:58:00:05"]);
-    let server = PeerServer::tcp(c1, "10.77.0.6:7000".parse().unwrap());
+    let server = PeerServer::tcp(c1, "10.77.0.6:7000");
     assert_eq!(tcp_ask_eventually(c0, server.addr).unwrap(), "10.77.0.5");
 
     let a = att("c0");

@@ -2,7 +2,7 @@
 
 mod common;
 
-use cni_harness::{PluginCall, PluginOutput};
+use cni_harness::{tcp_ask, tcp_ask_eventually, udp_ask, PeerServer, PluginCall, PluginOutput};
 use common::*;
 use serde_json::{json, Value};
 

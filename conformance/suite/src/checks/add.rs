@@ -14,13 +14,7 @@ use crate::result::{self, Kind};
 use crate::{ensure, fail, kernel};
 
 const fn c(id: &'static str, rule: &'static str, needs: Needs, run: fn(&Ctx) -> Res) -> Check {
-    Check {
-        id,
-        group: Group::Add,
-        rule,
-        needs,
-        run,
-    }
+    Check::new(id, Group::Add, rule, needs, run)
 }
 
 #[rustfmt::skip]

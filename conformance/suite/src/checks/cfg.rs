@@ -9,13 +9,7 @@ use crate::fixture::{Net, BRIDGE};
 use crate::{ensure, kernel, result};
 
 const fn c(id: &'static str, rule: &'static str, needs: Needs, run: fn(&Ctx) -> Res) -> Check {
-    Check {
-        id,
-        group: Group::Cfg,
-        rule,
-        needs,
-        run,
-    }
+    Check::new(id, Group::Cfg, rule, needs, run)
 }
 
 #[rustfmt::skip]

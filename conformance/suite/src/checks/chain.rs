@@ -13,13 +13,7 @@ use crate::result::{self, normalize, Kind};
 use crate::{ensure, kernel, not_applicable, version};
 
 const fn c(id: &'static str, rule: &'static str, needs: Needs, run: fn(&Ctx) -> Res) -> Check {
-    Check {
-        id,
-        group: Group::Chain,
-        rule,
-        needs,
-        run,
-    }
+    Check::new(id, Group::Chain, rule, needs, run)
 }
 
 const fn exactly(v: &'static str) -> Needs {

@@ -17,13 +17,13 @@ const fn c(
     plugins: &'static [Plugin],
     run: fn(&Ctx) -> Res,
 ) -> Check {
-    Check {
+    Check::new(
         id,
-        group: Group::Chk,
+        Group::Chk,
         rule,
-        needs: Needs::on(plugins).cmds(&[Cmd::Check]),
+        Needs::on(plugins).cmds(&[Cmd::Check]),
         run,
-    }
+    )
 }
 
 #[rustfmt::skip]

@@ -8,13 +8,7 @@ use crate::fixture::Net;
 use crate::{ensure, kernel};
 
 const fn c(id: &'static str, rule: &'static str, needs: Needs, run: fn(&Ctx) -> Res) -> Check {
-    Check {
-        id,
-        group: Group::Clash,
-        rule,
-        needs,
-        run,
-    }
+    Check::new(id, Group::Clash, rule, needs, run)
 }
 
 #[rustfmt::skip]

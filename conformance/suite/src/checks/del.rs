@@ -12,13 +12,7 @@ use crate::fixture::{small_ranges, Net};
 use crate::{ensure, kernel, not_applicable};
 
 const fn c(id: &'static str, rule: &'static str, needs: Needs, run: fn(&Ctx) -> Res) -> Check {
-    Check {
-        id,
-        group: Group::Del,
-        rule,
-        needs,
-        run,
-    }
+    Check::new(id, Group::Del, rule, needs, run)
 }
 
 #[rustfmt::skip]

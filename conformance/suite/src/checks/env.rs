@@ -11,13 +11,7 @@ use crate::fixture::Net;
 use crate::{ensure, result};
 
 const fn c(id: &'static str, rule: &'static str, needs: Needs, run: fn(&Ctx) -> Res) -> Check {
-    Check {
-        id,
-        group: Group::Env,
-        rule,
-        needs,
-        run,
-    }
+    Check::new(id, Group::Env, rule, needs, run)
 }
 
 #[rustfmt::skip]

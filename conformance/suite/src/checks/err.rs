@@ -11,13 +11,7 @@ use crate::fixture::{small_ranges, Net, BRIDGE};
 use crate::{ensure, kernel, not_applicable};
 
 const fn c(id: &'static str, rule: &'static str, needs: Needs, run: fn(&Ctx) -> Res) -> Check {
-    Check {
-        id,
-        group: Group::Err,
-        rule,
-        needs,
-        run,
-    }
+    Check::new(id, Group::Err, rule, needs, run)
 }
 
 #[rustfmt::skip]

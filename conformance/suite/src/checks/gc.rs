@@ -13,13 +13,7 @@ use crate::fixture::{leases_in, v4_ranges, Att, Net};
 use crate::{ensure, kernel, not_applicable};
 
 const fn c(id: &'static str, rule: &'static str, needs: Needs, run: fn(&Ctx) -> Res) -> Check {
-    Check {
-        id,
-        group: Group::Gc,
-        rule,
-        needs,
-        run,
-    }
+    Check::new(id, Group::Gc, rule, needs, run)
 }
 
 const fn gc(plugins: &'static [Plugin]) -> Needs {

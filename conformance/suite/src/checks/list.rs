@@ -22,13 +22,7 @@ use crate::result::{self, Kind};
 use crate::{ensure, fail};
 
 const fn c(id: &'static str, rule: &'static str, needs: Needs, run: fn(&Ctx) -> Res) -> Check {
-    Check {
-        id,
-        group: Group::List,
-        rule,
-        needs,
-        run,
-    }
+    Check::new(id, Group::List, rule, needs, run)
 }
 
 const FAKES: Needs = Needs::on(NONE).cnitool();

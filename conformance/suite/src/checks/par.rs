@@ -14,13 +14,7 @@ use crate::runner::{panic_message, spawn_quiet};
 use crate::{ensure, fail, result};
 
 const fn c(id: &'static str, rule: &'static str, needs: Needs, run: fn(&Ctx) -> Res) -> Check {
-    Check {
-        id,
-        group: Group::Par,
-        rule,
-        needs,
-        run,
-    }
+    Check::new(id, Group::Par, rule, needs, run)
 }
 
 #[rustfmt::skip]

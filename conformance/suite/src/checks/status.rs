@@ -16,13 +16,13 @@ const fn c(
     plugins: &'static [Plugin],
     run: fn(&Ctx) -> Res,
 ) -> Check {
-    Check {
+    Check::new(
         id,
-        group: Group::Status,
+        Group::Status,
         rule,
-        needs: Needs::on(plugins).cmds(&[Cmd::Status]),
+        Needs::on(plugins).cmds(&[Cmd::Status]),
         run,
-    }
+    )
 }
 
 #[rustfmt::skip]

@@ -13,13 +13,7 @@ use crate::result::{self, Kind};
 use crate::{ensure, fail, kernel, not_applicable, version};
 
 const fn c(id: &'static str, rule: &'static str, needs: Needs, run: fn(&Ctx) -> Res) -> Check {
-    Check {
-        id,
-        group: Group::Ver,
-        rule,
-        needs,
-        run,
-    }
+    Check::new(id, Group::Ver, rule, needs, run)
 }
 
 const fn exactly(plugins: &'static [Plugin], v: &'static str) -> Needs {

@@ -3,13 +3,6 @@
 //! topologies, and a TCP server that tells each client its source address.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
 use cni_harness::{require_tool, Netns};
 use serde_json::Value;
 
@@ -117,81 +110,4 @@ pub fn sysctl(ns: &Netns, key: &str, value: &str) {
 /// both up, `other`'s lo up too.
 pub fn veth(host: &Netns, host_end: &str, other: &Netns, peer_name: &str) {
     host.veth_to(host_end, other, peer_name);
-}
-
-/// A TCP server inside a namespace that writes each client's source address
-/// (as it sees it) and closes. Stopped and joined on drop.
-pub struct PeerServer {
-    pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl PeerServer {
-    pub fn tcp(ns: &Netns, bind: SocketAddr) -> PeerServer {
-        let handle = netlink::Netns::open(ns.path()).expect("open netns");
-        let listener = handle
-            .run_in(|| TcpListener::bind(bind))
-            .expect("enter netns")
-            .unwrap_or_else(|e| panic!("bind {bind}: {e}"));
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local addr");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut conn, peer)) => {
-                        let _ = conn.set_nonblocking(false);
-                        let _ = conn.write_all(peer.ip().to_string().as_bytes());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        PeerServer {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for PeerServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Connects from inside `ns` to `to` and returns what the server said (the
-/// source address it saw), or the error.
-pub fn tcp_ask(ns: &Netns, to: SocketAddr) -> Result<String, String> {
-    let handle = netlink::Netns::open(ns.path()).expect("open netns");
-    handle
-        .run_in(|| {
-            let mut s = TcpStream::connect_timeout(&to, Duration::from_millis(1500))
-                .map_err(|e| format!("connect {to}: {e}"))?;
-            s.set_read_timeout(Some(Duration::from_secs(3)))
-                .map_err(|e| e.to_string())?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)
-                .map_err(|e| format!("read from {to}: {e}"))?;
-            Ok(out)
-        })
-        .expect("enter netns")
-}
-
-/// Retries `tcp_ask` for a short while (a fresh link may need a moment).
-pub fn tcp_ask_eventually(ns: &Netns, to: SocketAddr) -> Result<String, String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match tcp_ask(ns, to) {
-            Ok(s) => return Ok(s),
-            Err(e) if Instant::now() >= deadline => return Err(e),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
 }
