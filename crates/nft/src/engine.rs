@@ -12,17 +12,19 @@
 //!   self-contained (they match the addresses / ports themselves), so a stale
 //!   map element that still points at a chain can never widen what it does.
 //!
-//! ADD is one `nft` exec. On a node where the table already exists (every ADD
-//! but the first) it only *creates* the attachment's chains, rules and
-//! elements: re-adding or flushing existing objects makes the kernel wait for
-//! an RCU grace period (~15 ms on these machines), creating new ones does
-//! not. When that batch fails (first ADD, a re-ADD of the same attachment, a
-//! tampered table) the full batch runs: table, maps and chains "add"ed, the
-//! fixed chains flushed and refilled, the attachment's chains flushed and
-//! refilled, its elements added. If the kernel refuses that because an
-//! element's key is held by another (stale) attachment, ADD lists the table
-//! once, deletes the clashing elements and applies again in one batch.
-//! DEL and GC list the table once and apply one batch in which every
+//! ADD on a node where the table already exists (every ADD but the first)
+//! only *creates* the attachment's chains, rules and elements, in one netlink
+//! batch (`crate::nl`): re-adding or flushing existing objects would make the
+//! kernel wait for an RCU grace period (~15 ms on these machines), creating
+//! new ones does not. When that batch fails (first ADD, a re-ADD of the same
+//! attachment, a tampered table) the full batch runs through `nft`: table,
+//! maps and chains "add"ed, the fixed chains flushed and refilled, the
+//! attachment's chains flushed and refilled, its elements added. If the
+//! kernel refuses that because an element's key is held by another (stale)
+//! attachment, ADD lists the table once, deletes the clashing elements and
+//! applies again in one batch.
+//! DEL (over netlink; through `nft` as a fallback) and GC list the table
+//! once and apply one batch in which every
 //! element delete is guarded by re-adding the element exactly as listed, so a
 //! key another attachment took over meanwhile fails the batch instead of
 //! losing its element; a failed batch is retried from a fresh listing.
@@ -174,9 +176,19 @@ impl Layout {
 
     pub fn add(&self, st: &AttState) -> Result<()> {
         let ctx = || self.context("ADD", &st.tag);
-        // Fast path: the table and its fixed chains are in place.
-        if exec::apply(&self.attach_batch(st).to_json()).is_ok() {
-            return Ok(());
+        // Fast path: the table and its fixed chains are in place, the
+        // attachment's objects are all new: one netlink batch in-process
+        // (or one `nft` run for what netlink here can't express).
+        match crate::nl::attach(self, st) {
+            Some(Ok(())) => return Ok(()),
+            // Refused (first ADD, re-ADD, a key still taken): nothing
+            // changed; the full batch below deals with it.
+            Some(Err(_)) => {}
+            None => {
+                if exec::apply(&self.attach_batch(st).to_json()).is_ok() {
+                    return Ok(());
+                }
+            }
         }
         // Full batch; if the kernel refuses it because an element key still
         // leads to a stale attachment's chain (an address or port reused
@@ -316,7 +328,13 @@ impl Layout {
     /// whose rules carry its tag) and the elements that lead to them.
     pub fn del(&self, tag: &str, names: &[String]) -> Result<()> {
         let ctx = self.context("DEL", tag);
-        self.remove_with(&ctx, |l| {
+        // In-process over netlink; through `nft` if that failed (which also
+        // covers kernels or sandboxes where the netlink way is refused).
+        let nl_err = match crate::nl::detach(self, tag, names) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let by_nft = self.remove_with(&ctx, |l| {
             let mut chains: BTreeSet<String> = names
                 .iter()
                 .filter(|n| l.chains.contains_key(*n))
@@ -328,8 +346,16 @@ impl Layout {
                 }
             }
             (chains, 0)
-        })
-        .map(|_| ())
+        });
+        match by_nft {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_missing_binary() => Err(Error::new(
+                crate::ErrorKind::NftFailed,
+                ctx,
+                nl_err.detail(),
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     /// Removes every attachment whose tag says it belongs to the network

@@ -1,8 +1,11 @@
 //! Our nftables rule sets — the bridge's IP masquerade ([`masq`]) and MAC
 //! spoof check ([`spoofchk`]), and the port mappings of the portmap plugin
-//! ([`portmap`]) — each change applied as ONE atomic JSON batch with the `nft`
-//! binary (`nft -j -f -`, Debian package `nftables`), built with the
-//! `nftables` crate's types.
+//! ([`portmap`]) — each change applied as ONE atomic batch: in-process over
+//! netlink on the hot paths (ADD on a node where our table exists, DEL), as a
+//! JSON batch through the `nft` binary (`nft -j -f -`, Debian package
+//! `nftables`) otherwise, built with the `nftables` crate's types. The JSON
+//! form is the reference: the netlink path sends the bytecode `nft` would
+//! send for it (tested byte for byte against `nft --debug=netlink`).
 //!
 //! Rules go into the network namespace of the calling thread (plugins run in
 //! the node's namespace). We only ever write and read our own tables:
@@ -18,16 +21,22 @@
 //! carries the tag as its comment, so DEL and GC find what an attachment owns
 //! without knowing its addresses (the container may be long gone).
 //!
-//! Cost per operation: ADD = one `nft` exec (no read-back; the fixed chains
-//! are flushed and re-added in the same batch, so repeated ADDs never
-//! duplicate rules). DEL and GC = one `nft -j list table` + one batch (none if
-//! there is nothing to remove). CHECK = one listing.
+//! Cost per operation: ADD = one netlink batch (chains, rules, elements, all
+//! new) when the table exists, else one `nft` exec that creates the table and
+//! refills the fixed chains (the first ADD on a node, a re-ADD of the same
+//! attachment). DEL = a rule dump, one element dump per map and one batch
+//! over netlink (through `nft` if netlink is refused); with
+//! [`close_in_background`] the ~15 ms the kernel then needs to free the
+//! deleted rules is spent in a forked child, not in the plugin. GC = one
+//! `nft -j list table` + one batch. CHECK = one listing. `CNI_RS_NFT_EXEC=1`
+//! sends every change through `nft`.
 
 mod build;
 mod engine;
 mod error;
 mod exec;
 mod listing;
+mod nl;
 
 pub mod masq;
 pub mod portmap;
@@ -37,6 +46,7 @@ use sha2::{Digest, Sha256};
 
 pub use error::{Error, ErrorKind, Result};
 pub use exec::nft_path;
+pub use nl::{close_in_background, netlink_batches};
 
 /// nft's limit for a comment is 128 bytes including the terminating NUL.
 pub const MAX_TAG_LEN: usize = 127;

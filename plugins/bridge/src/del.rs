@@ -32,6 +32,9 @@ pub fn del(req: &Request) -> Result<(), Error> {
     // whose ipMasq / macspoofchk changed since ADD, must not leave rules
     // behind or block the teardown (the runtime retries a failing DEL).
     let att = crate::attachment(req)?;
+    // Closing the netlink socket that deleted our rules waits for the kernel
+    // to free them (~15 ms); a forked child does that wait instead of us.
+    nft::close_in_background(true);
     let (link, rules) = std::thread::scope(|s| {
         // The kernel needs an RCU grace period (~15 ms here) both to delete a
         // veth and to commit an nft batch that removes rules: wait for the two
@@ -39,7 +42,7 @@ pub fn del(req: &Request) -> Result<(), Error> {
         let link = s.spawn(|| delete_container_link(req));
         // Our rules, found by their tag: works when the namespace is gone and
         // without prevResult (the reference leaks its masquerade rules there).
-        // A table that doesn't exist (or no nft at all) costs one listing.
+        // In-process over netlink: a rule dump and one batch per table.
         let mut rules = Vec::new();
         if let Err(e) = nft::masq::del(&att) {
             rules.push(kernel::nft(e));

@@ -346,7 +346,10 @@ impl Plugin for Portmap {
 
     fn del(&self, req: &Request) -> Result<(), Error> {
         // Nothing from the config or prevResult is needed: the rules are
-        // found by the attachment's tag.
+        // found by the attachment's tag. The kernel frees deleted rules
+        // after a grace period (~15 ms) when our netlink socket closes; a
+        // child does that wait, the runtime gets our answer at once.
+        nft::close_in_background(true);
         match nft::portmap::del(&attachment(req)?) {
             Ok(()) => Ok(()),
             Err(e) if e.is_missing_binary() => {

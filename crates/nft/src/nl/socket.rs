@@ -1,0 +1,323 @@
+//! A `NETLINK_NETFILTER` socket in the calling thread's network namespace:
+//! atomic batches (every message acknowledged, or the whole batch refused)
+//! and dumps.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::msg::{
+    messages, MsgBuf, NETLINK_NETFILTER, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END,
+    NFNL_SUBSYS_NFTABLES, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+};
+
+/// A failed netlink exchange: the errno and what we were doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NlError {
+    pub errno: i32,
+    pub what: String,
+}
+
+impl NlError {
+    fn os(what: impl Into<String>) -> NlError {
+        NlError {
+            errno: std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+            what: what.into(),
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        format!(
+            "{}: {}",
+            self.what,
+            std::io::Error::from_raw_os_error(self.errno)
+        )
+    }
+}
+
+/// Whether sockets that deleted something are closed in a forked child (see
+/// [`close_in_background`]).
+static BACKGROUND_CLOSE: AtomicBool = AtomicBool::new(false);
+
+/// Makes the process hand sockets whose batches deleted objects to a forked
+/// child to close. Closing such a socket waits for the kernel to free what
+/// was deleted (an RCU grace period, ~15 ms on these machines) although the
+/// rules are already gone when the batch is acknowledged; a one-shot plugin
+/// that sets this returns its result without that wait. Off by default: a
+/// long-running process would collect short-lived children.
+pub fn close_in_background(on: bool) {
+    BACKGROUND_CLOSE.store(on, Ordering::Relaxed);
+}
+
+const RECV_TIMEOUT: Duration = Duration::from_secs(10);
+const RECV_BUF: usize = 256 * 1024;
+
+pub(crate) struct Socket {
+    fd: OwnedFd,
+    seq: u32,
+    /// A committed batch deleted objects: closing waits for their release.
+    deleted: bool,
+}
+
+impl Socket {
+    pub fn open() -> Result<Socket, NlError> {
+        // SAFETY: plain syscalls on values we own; the fd is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                NETLINK_NETFILTER,
+            )
+        };
+        if raw < 0 {
+            return Err(NlError::os("open a netfilter netlink socket"));
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let tv = libc::timeval {
+            tv_sec: RECV_TIMEOUT.as_secs() as libc::time_t,
+            tv_usec: 0,
+        };
+        // SAFETY: `tv` outlives the call; the size matches its type.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(NlError::os("set the netlink receive timeout"));
+        }
+        Ok(Socket {
+            fd,
+            seq: 0,
+            deleted: false,
+        })
+    }
+
+    pub fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    fn send(&self, buf: &[u8], what: &str) -> Result<(), NlError> {
+        // SAFETY: an all-zero sockaddr_nl is valid; pid 0 is the kernel.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: buf and addr are valid for the given lengths.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                0,
+                (&addr as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if n < 0 {
+            return Err(NlError::os(what));
+        }
+        if n as usize != buf.len() {
+            return Err(NlError {
+                errno: libc::EMSGSIZE,
+                what: what.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn recv(&self, buf: &mut [u8], what: &str) -> Result<usize, NlError> {
+        loop {
+            // SAFETY: buf is valid for writes of its length.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_TRUNC,
+                )
+            };
+            if n < 0 {
+                let e = NlError::os(what);
+                if e.errno == libc::EINTR {
+                    continue;
+                }
+                return Err(e);
+            }
+            let n = n as usize;
+            if n > buf.len() {
+                return Err(NlError {
+                    errno: libc::EMSGSIZE,
+                    what: format!("{what}: reply truncated"),
+                });
+            }
+            return Ok(n);
+        }
+    }
+
+    /// Sends `body` (messages built with sequence numbers from
+    /// [`Socket::next_seq`], each with `NLM_F_ACK`) as one atomic batch and
+    /// waits until the kernel acknowledged every one of `acks`. The first
+    /// error refuses the whole batch.
+    pub fn commit(
+        &mut self,
+        body: &MsgBuf,
+        acks: &[u32],
+        deletes: bool,
+        what: &str,
+    ) -> Result<(), NlError> {
+        let mut buf = MsgBuf::default();
+        let begin_seq = self.next_seq();
+        let b = buf.begin(
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
+            begin_seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        );
+        buf.end(b);
+        buf.buf.extend_from_slice(&body.buf);
+        let end_seq = self.next_seq();
+        let e = buf.begin(
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            end_seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        );
+        buf.end(e);
+        self.send(&buf.buf, what)?;
+        let mut pending: Vec<u32> = acks.to_vec();
+        let mut rx = vec![0u8; RECV_BUF];
+        while !pending.is_empty() {
+            let n = self.recv(&mut rx, what)?;
+            for m in messages(&rx[..n]) {
+                if m.ty != NLMSG_ERROR {
+                    continue;
+                }
+                match m.error_code() {
+                    Some(0) => pending.retain(|s| *s != m.seq),
+                    Some(code) => {
+                        return Err(NlError {
+                            errno: -code,
+                            what: what.to_string(),
+                        })
+                    }
+                    None => {}
+                }
+            }
+        }
+        self.deleted |= deletes;
+        Ok(())
+    }
+
+    /// A dump request; returns the attribute area (after nfgenmsg) of every
+    /// reply message of type `reply_ty`.
+    pub fn dump(
+        &mut self,
+        msg_ty: u16,
+        family: u8,
+        attrs: impl FnOnce(&mut MsgBuf),
+        what: &str,
+    ) -> Result<Vec<Vec<u8>>, NlError> {
+        let seq = self.next_seq();
+        let mut buf = MsgBuf::default();
+        let m = buf.begin_nft(msg_ty, NLM_F_REQUEST | NLM_F_DUMP, seq, family);
+        attrs(&mut buf);
+        buf.end(m);
+        self.send(&buf.buf, what)?;
+        let mut out = Vec::new();
+        let mut rx = vec![0u8; RECV_BUF];
+        loop {
+            let n = self.recv(&mut rx, what)?;
+            for m in messages(&rx[..n]) {
+                if m.seq != seq {
+                    continue;
+                }
+                match m.ty {
+                    NLMSG_DONE => return Ok(out),
+                    NLMSG_ERROR => match m.error_code() {
+                        Some(0) | None => return Ok(out),
+                        Some(code) => {
+                            return Err(NlError {
+                                errno: -code,
+                                what: what.to_string(),
+                            })
+                        }
+                    },
+                    _ => out.push(m.payload.get(4..).unwrap_or(&[]).to_vec()),
+                }
+            }
+        }
+    }
+
+    /// A single get request answered by one message (or an error).
+    pub fn get(
+        &mut self,
+        msg_ty: u16,
+        family: u8,
+        attrs: impl FnOnce(&mut MsgBuf),
+        what: &str,
+    ) -> Result<Vec<u8>, NlError> {
+        let seq = self.next_seq();
+        let mut buf = MsgBuf::default();
+        let m = buf.begin_nft(msg_ty, NLM_F_REQUEST | NLM_F_ACK, seq, family);
+        attrs(&mut buf);
+        buf.end(m);
+        self.send(&buf.buf, what)?;
+        let mut rx = vec![0u8; RECV_BUF];
+        let mut reply = None;
+        loop {
+            let n = self.recv(&mut rx, what)?;
+            for m in messages(&rx[..n]) {
+                if m.seq != seq {
+                    continue;
+                }
+                if m.ty == NLMSG_ERROR {
+                    return match m.error_code() {
+                        Some(0) | None => Ok(reply.unwrap_or_default()),
+                        Some(code) => Err(NlError {
+                            errno: -code,
+                            what: what.to_string(),
+                        }),
+                    };
+                }
+                reply = Some(m.payload.get(4..).unwrap_or(&[]).to_vec());
+            }
+        }
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        if self.deleted && BACKGROUND_CLOSE.load(Ordering::Relaxed) {
+            hand_to_child(self.fd.as_raw_fd());
+        }
+        // The OwnedFd closes our descriptor; if a child holds the socket now,
+        // the kernel's release (and its wait) happens when the child exits.
+    }
+}
+
+/// Forks a child that keeps `fd` open and exits at once, closing it there.
+/// The child closes every other descriptor first, so it holds no pipe the
+/// runtime waits on and no lock, and it only calls async-signal-safe
+/// functions (the parent may have other threads).
+fn hand_to_child(fd: RawFd) {
+    // SAFETY: see above; the child never returns into Rust code. A failed
+    // fork leaves the socket to be closed here, with the wait.
+    unsafe {
+        if libc::fork() == 0 {
+            if fd > 0 {
+                libc::syscall(libc::SYS_close_range, 0u32, (fd - 1) as u32, 0u32);
+            }
+            libc::syscall(libc::SYS_close_range, (fd + 1) as u32, u32::MAX, 0u32);
+            libc::_exit(0);
+        }
+    }
+}
