@@ -4,7 +4,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use nix::sched::{setns, CloneFlags};
 
@@ -140,7 +140,7 @@ impl Netns {
     }
 }
 
-/// A job for a [`NetnsThread`]: runs on the helper thread, sends its own result.
+/// A job for a [`NetnsThread`]: runs on the helper thread, stores its own result.
 type Job = Box<dyn FnOnce() + Send>;
 
 /// A helper thread that has joined a network namespace and stays there to
@@ -152,10 +152,48 @@ type Job = Box<dyn FnOnce() + Send>;
 /// the handle is dropped (which waits for it), so it can't leak into other
 /// work. A panic in a job is resumed on the calling thread.
 pub struct NetnsThread {
-    jobs: Option<mpsc::Sender<Job>>,
+    mailbox: Arc<Mailbox>,
+    /// Serializes callers of `run`: the mailbox holds one job.
+    turn: Mutex<()>,
     /// The thread's result is the `setns` outcome.
     worker: Mutex<Option<std::thread::JoinHandle<Result<()>>>>,
     path: PathBuf,
+}
+
+/// The hand-over between a [`NetnsThread`] and its thread (a mutex and a
+/// condition variable rather than channels: less code in every plugin).
+#[derive(Default)]
+struct Mailbox {
+    slot: Mutex<Slot>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Slot {
+    job: Option<Job>,
+    /// Jobs finished so far.
+    done: u64,
+    /// The owner is dropping: no more jobs.
+    closed: bool,
+    /// The thread has ended (done, failed to join the namespace, panicked).
+    ended: bool,
+}
+
+/// Locks, ignoring poisoning: the guarded values stay consistent (a panic
+/// only ever happens inside a job, outside the locks).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Marks the thread ended however it leaves (its `setns` error, a panic in
+/// a job, the owner closing), so a waiting `run` wakes up.
+struct EndedOnDrop(Arc<Mailbox>);
+
+impl Drop for EndedOnDrop {
+    fn drop(&mut self) {
+        lock(&self.0.slot).ended = true;
+        self.0.changed.notify_all();
+    }
 }
 
 impl std::fmt::Debug for NetnsThread {
@@ -174,22 +212,41 @@ impl NetnsThread {
             .file
             .try_clone()
             .map_err(|e| Error::io(context.clone(), e))?;
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let mailbox = Arc::new(Mailbox::default());
+        let theirs = Arc::clone(&mailbox);
         let worker = std::thread::Builder::new()
             .name("netns".into())
             .spawn(move || {
-                // setns is not waited for here: the first job is queued at
-                // once and finds the thread inside (or the error below).
+                let _ended = EndedOnDrop(Arc::clone(&theirs));
+                // Not waited for by the spawner: the first job is handed
+                // over at once and finds the thread inside (or ended).
                 setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| Error::os(context, e as i32))?;
                 drop(file);
-                for job in queue {
+                loop {
+                    let job = {
+                        let mut slot = lock(&theirs.slot);
+                        loop {
+                            if let Some(job) = slot.job.take() {
+                                break job;
+                            }
+                            if slot.closed {
+                                return Ok(());
+                            }
+                            slot = theirs
+                                .changed
+                                .wait(slot)
+                                .unwrap_or_else(|poisoned| poisoned.into_inner());
+                        }
+                    };
                     job();
+                    lock(&theirs.slot).done += 1;
+                    theirs.changed.notify_all();
                 }
-                Ok(())
             })
             .map_err(|e| Error::io(format!("enter netns {}", path.display()), e))?;
         Ok(NetnsThread {
-            jobs: Some(jobs),
+            mailbox,
+            turn: Mutex::new(()),
             worker: Mutex::new(Some(worker)),
             path,
         })
@@ -207,25 +264,34 @@ impl NetnsThread {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let (tx, rx) = mpsc::sync_channel::<T>(1);
+        let _turn = lock(&self.turn);
+        let result: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
+        let out = Arc::clone(&result);
         let job: Job = Box::new(move || {
-            // The caller waits in recv(); a failed send only means it is gone.
-            let _ = tx.send(f());
+            let value = f();
+            *lock(&out) = Some(value);
         });
-        if let Some(jobs) = &self.jobs {
-            if jobs.send(job).is_ok() {
-                if let Ok(value) = rx.recv() {
-                    return Ok(value);
+        {
+            let mut slot = lock(&self.mailbox.slot);
+            if !slot.ended {
+                let target = slot.done + 1;
+                slot.job = Some(job);
+                self.mailbox.changed.notify_all();
+                while slot.done < target && !slot.ended {
+                    slot = self
+                        .mailbox
+                        .changed
+                        .wait(slot)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
                 }
             }
         }
+        if let Some(value) = lock(&result).take() {
+            return Ok(value);
+        }
         // The thread ended: it could not join the namespace (its error is
         // its result) or `f` panicked (resumed here).
-        let ended = self
-            .worker
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+        let ended = lock(&self.worker).take();
         let outcome = match ended.map(|w| w.join()) {
             Some(Ok(outcome)) => outcome,
             Some(Err(panic)) => std::panic::resume_unwind(panic),
@@ -243,15 +309,11 @@ impl NetnsThread {
 
 impl Drop for NetnsThread {
     fn drop(&mut self) {
-        // Closing the queue ends the thread; waiting for it means no thread
-        // of ours is left inside the namespace after this.
-        drop(self.jobs.take());
-        let worker = self
-            .worker
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        if let Some(worker) = worker {
+        // Closing the mailbox ends the thread; waiting for it means no
+        // thread of ours is left inside the namespace after this.
+        lock(&self.mailbox.slot).closed = true;
+        self.mailbox.changed.notify_all();
+        if let Some(worker) = lock(&self.worker).take() {
             // A panic was already resumed in `run`; a setns failure was
             // returned there (or nobody asked).
             let _ = worker.join();
