@@ -55,12 +55,13 @@ impl Netlink {
     /// The addresses of link `index`, both families, in kernel order
     /// (including IPv6 link-local ones).
     pub fn addresses(&self, index: u32) -> Result<Vec<IpNetwork>> {
-        let req = self
-            .handle()
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute();
+        let mut get = self.handle().address().get().set_link_index_filter(index);
+        // The index in the request header lets the kernel dump only this
+        // link's addresses (the socket asks for strict checking), not every
+        // address of the namespace (one IPv6 link-local per host veth);
+        // rtnetlink's filter above still applies when the kernel ignores it.
+        get.message_mut().header.index = index;
+        let req = get.execute();
         let msgs: Vec<AddressMessage> = self
             .block_on(req.try_collect())
             .map_err(self.nl_err(format!("list addresses of link {index}")))?;

@@ -6,7 +6,12 @@
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use futures_util::StreamExt;
+use rtnetlink::packet_core::{
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST,
+};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkMessage};
+use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan};
 
 use crate::error::{Error, Result};
@@ -85,14 +90,42 @@ fn common<T>(
 }
 
 impl Netlink {
-    fn add_link(&self, msg: rtnetlink::packet_route::link::LinkMessage, op: &str) -> Result<()> {
-        let req = self.handle().link().add(msg).execute();
-        self.block_on(req).map_err(self.nl_err(op))
+    /// Sends an `RTM_NEWLINK` create request with `NLM_F_ECHO` and returns the
+    /// link the kernel echoes back (kernels since 6.3 echo it; older ones
+    /// answer with the bare ack, then `None`). The echo describes the link
+    /// as registered and configured, before a master given in the request is
+    /// set.
+    fn add_link(&self, msg: LinkMessage, op: &str) -> Result<Option<Link>> {
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
+        let mut handle = self.handle().clone();
+        let exchange = async move {
+            let mut answers = handle.request(req)?;
+            let mut echoed = None;
+            while let Some(answer) = answers.next().await {
+                match answer.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                        echoed.get_or_insert(link);
+                    }
+                    NetlinkPayload::Error(err) if err.code.is_some() => {
+                        return Err(rtnetlink::Error::NetlinkError(err));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(echoed)
+        };
+        let echoed = self.block_on(exchange).map_err(self.nl_err(op))?;
+        Ok(echoed.map(Link::from_message))
     }
 
-    /// Reads back a link just created; it vanishing meanwhile is ENODEV.
-    fn created(&self, name: &str, op: &str) -> Result<Link> {
-        self.require_link(name).map_err(|e| e.within(op))
+    /// The link just created: the echo when it names it, else read back
+    /// (it vanishing meanwhile is ENODEV).
+    fn created(&self, echoed: Option<Link>, name: &str, op: &str) -> Result<Link> {
+        match echoed {
+            Some(link) if link.name == name => Ok(link),
+            _ => self.require_link(name).map_err(|e| e.within(op)),
+        }
     }
 
     /// Creates a bridge (admin up). Fails with [`Error::is_exists`] when any
@@ -108,8 +141,8 @@ impl Netlink {
         if spec.vlan_filtering == Some(true) {
             b = b.vlan_filtering(true);
         }
-        self.add_link(b.build(), &op)?;
-        self.created(&spec.name, &op)
+        let echoed = self.add_link(b.build(), &op)?;
+        self.created(echoed, &spec.name, &op)
     }
 
     /// Returns the bridge called `spec.name`, creating it when missing.
@@ -125,7 +158,7 @@ impl Netlink {
             Some(link) => link,
             None => match self.create_bridge(spec) {
                 Ok(link) => return Ok(link),
-                Err(e) if e.is_exists() => self.created(&spec.name, &op)?,
+                Err(e) if e.is_exists() => self.created(None, &spec.name, &op)?,
                 Err(e) => return Err(e),
             },
         };
@@ -152,7 +185,7 @@ impl Netlink {
         if !existing.up {
             self.set_up(existing.index)?;
         }
-        self.created(&spec.name, &op)
+        self.created(None, &spec.name, &op)
     }
 
     /// Creates a veth pair whose peer is born inside `spec.peer.netns` (it
@@ -185,8 +218,13 @@ impl Netlink {
         if let Some(master) = spec.master {
             b = b.controller(master);
         }
-        self.add_link(b.build(), &op)?;
-        self.created(&spec.name, &op)
+        let echoed = self.add_link(b.build(), &op)?.map(|mut link| {
+            // Echoed before the kernel attached it; it is attached, or the
+            // creation would have failed and been undone.
+            link.master = link.master.or(spec.master);
+            link
+        });
+        self.created(echoed, &spec.name, &op)
     }
 
     /// Creates a VXLAN device (admin up).
@@ -207,7 +245,7 @@ impl Netlink {
         if let Some(dev) = spec.underlay {
             b = b.dev(dev);
         }
-        self.add_link(b.build(), &op)?;
-        self.created(&spec.name, &op)
+        let echoed = self.add_link(b.build(), &op)?;
+        self.created(echoed, &spec.name, &op)
     }
 }

@@ -1,11 +1,15 @@
 //! The netlink handle: one rtnetlink socket bound to one namespace, driven by a
-//! private current-thread tokio runtime so callers see plain blocking calls.
+//! current-thread tokio runtime (one per process, shared by every live handle)
+//! so callers see plain blocking calls.
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+
+use rtnetlink::sys::AsyncSocket;
 
 use crate::error::{Error, Result};
-use crate::netns::Netns;
+use crate::netns::{Netns, NetnsThread};
 
 /// A route-netlink socket in one network namespace.
 ///
@@ -13,8 +17,12 @@ use crate::netns::Netns;
 /// called from inside an async task (tokio forbids nested `block_on`); async
 /// code should call them from `spawn_blocking` or a plain thread.
 pub struct Netlink {
-    rt: tokio::runtime::Runtime,
-    handle: rtnetlink::Handle,
+    rt: Arc<tokio::runtime::Runtime>,
+    /// `None` only while dropping (the connection ends once it is gone).
+    handle: Option<rtnetlink::Handle>,
+    /// The socket's connection task, awaited on drop so the socket is closed
+    /// then and not at the shared runtime's next turn.
+    conn: Option<tokio::task::JoinHandle<()>>,
     netns: PathBuf,
 }
 
@@ -26,21 +34,50 @@ impl std::fmt::Debug for Netlink {
     }
 }
 
-fn runtime(context: &str) -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| Error::io(context, e))
+/// The runtime shared by every live [`Netlink`] of the process: a plugin that
+/// talks to two namespaces (host and container) builds one runtime, not one
+/// per socket. It is dropped with the last handle using it.
+static SHARED_RUNTIME: Mutex<Weak<tokio::runtime::Runtime>> = Mutex::new(Weak::new());
+
+fn runtime(context: &str) -> Result<Arc<tokio::runtime::Runtime>> {
+    let mut shared = SHARED_RUNTIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(rt) = shared.upgrade() {
+        return Ok(rt);
+    }
+    // Current-thread: no worker threads. Several threads may block_on it at
+    // once; tokio lets one drive the I/O while the others wait for their
+    // answers.
+    let rt = Arc::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| Error::io(context, e))?,
+    );
+    *shared = Arc::downgrade(&rt);
+    Ok(rt)
 }
 
 /// Creates the socket in the namespace of the calling thread and spawns its
 /// connection task on `rt`.
-fn open_socket(rt: &tokio::runtime::Handle, context: &str) -> Result<rtnetlink::Handle> {
+fn open_socket(
+    rt: &tokio::runtime::Handle,
+    context: &str,
+) -> Result<(rtnetlink::Handle, tokio::task::JoinHandle<()>)> {
     let _entered = rt.enter();
-    let (conn, handle, _unsolicited) =
+    let (mut conn, handle, _unsolicited) =
         rtnetlink::new_connection().map_err(|e| Error::io(context, e))?;
-    rt.spawn(conn);
-    Ok(handle)
+    // Strict checking makes the kernel honour the filters in dump requests
+    // (e.g. the link index of an address dump) instead of dumping the whole
+    // namespace for us to filter. Kernels before 4.20 lack the option; the
+    // filters are applied on our side as well, so that only costs time.
+    let _ = conn
+        .socket_mut()
+        .socket_mut()
+        .set_netlink_get_strict_chk(true);
+    let conn = rt.spawn(conn);
+    Ok((handle, conn))
 }
 
 impl Netlink {
@@ -48,14 +85,22 @@ impl Netlink {
     /// helper thread that joins the namespace and exits; the socket stays bound
     /// to that namespace and is used from the caller's thread afterwards.
     pub fn connect(netns: &Netns) -> Result<Netlink> {
-        let context = format!("open netlink socket in netns {}", netns.path().display());
+        Netlink::connect_on(&netns.thread()?)
+    }
+
+    /// Opens a socket inside the namespace of `thread`, created there by the
+    /// helper thread (which stays available for other jobs, e.g. sysctls).
+    pub fn connect_on(thread: &NetnsThread) -> Result<Netlink> {
+        let path = thread.netns_path().to_path_buf();
+        let context = format!("open netlink socket in netns {}", path.display());
         let rt = runtime(&context)?;
         let rt_handle = rt.handle().clone();
-        let handle = netns.run_in(|| open_socket(&rt_handle, &context))??;
+        let (handle, conn) = thread.run(move || open_socket(&rt_handle, &context))??;
         Ok(Netlink {
             rt,
-            handle,
-            netns: netns.path().to_path_buf(),
+            handle: Some(handle),
+            conn: Some(conn),
+            netns: path,
         })
     }
 
@@ -63,10 +108,11 @@ impl Netlink {
     pub fn connect_current() -> Result<Netlink> {
         let context = "open netlink socket in the current netns";
         let rt = runtime(context)?;
-        let handle = open_socket(rt.handle(), context)?;
+        let (handle, conn) = open_socket(rt.handle(), context)?;
         Ok(Netlink {
             rt,
-            handle,
+            handle: Some(handle),
+            conn: Some(conn),
             netns: PathBuf::from("/proc/thread-self/ns/net"),
         })
     }
@@ -77,10 +123,14 @@ impl Netlink {
     }
 
     pub(crate) fn handle(&self) -> &rtnetlink::Handle {
-        &self.handle
+        match &self.handle {
+            Some(handle) => handle,
+            // Taken only in drop, after which nothing can call this.
+            None => unreachable!("netlink handle used while dropping"),
+        }
     }
 
-    /// Runs one request to completion on the private runtime.
+    /// Runs one request to completion on the shared runtime.
     pub(crate) fn block_on<F: Future>(&self, fut: F) -> F::Output {
         self.rt.block_on(fut)
     }
@@ -97,5 +147,22 @@ impl Netlink {
     ) -> impl FnOnce(rtnetlink::Error) -> Error {
         let context = self.ctx(op);
         move |e| Error::netlink(context, e)
+    }
+}
+
+impl Drop for Netlink {
+    fn drop(&mut self) {
+        // Without its last handle the connection task ends at its next poll;
+        // run it to the end now so the socket is closed with this value, not
+        // when another user of the shared runtime next blocks on it. Inside
+        // an async context blocking is not allowed: abort instead.
+        drop(self.handle.take());
+        if let Some(conn) = self.conn.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                conn.abort();
+            } else {
+                let _ = self.rt.block_on(conn);
+            }
+        }
     }
 }

@@ -18,8 +18,9 @@
 //! ```
 //!
 //! Each [`Netlink`] owns one socket created inside its namespace (on a helper
-//! thread, see [`Netlink::connect`]) and a private current-thread tokio runtime;
-//! calls block until the kernel answers and must not be made from async tasks.
+//! thread, see [`Netlink::connect`] and [`Netlink::connect_on`]); all live
+//! handles of a process share one current-thread tokio runtime. Calls block
+//! until the kernel answers and must not be made from async tasks.
 //! Netlink types are reached only through `rtnetlink::packet_route`, so the
 //! versions can't diverge.
 
@@ -39,6 +40,6 @@ pub use handle::Netlink;
 pub use ipnetwork::IpNetwork;
 pub use link::{format_mac, validate_ifname, Link, PortFlags, VxlanInfo};
 pub use neigh::{FdbEntry, Neighbour};
-pub use netns::Netns;
+pub use netns::{Netns, NetnsThread};
 pub use route::{IpFamily, Route, DEFAULT_V4, DEFAULT_V6, MAIN_TABLE};
 pub use sysctl::{sysctl_path, Sysctl};

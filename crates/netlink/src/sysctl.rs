@@ -61,6 +61,22 @@ impl Sysctl {
         Ok(true)
     }
 
+    /// Writes `key` in the calling thread's own namespace without reading it
+    /// first: for keys of a link just created, which certainly need it.
+    pub fn write_here(key: &str, value: &str) -> Result<()> {
+        let path = sysctl_path(key)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(value.as_bytes()))
+            .map_err(|e| {
+                Error::io(
+                    format!("write sysctl {key}={value} in the current netns"),
+                    e,
+                )
+            })
+    }
+
     /// Reads `key` in the calling thread's own namespace.
     pub fn read_here(key: &str) -> Result<String> {
         let path = sysctl_path(key)?;

@@ -4,7 +4,9 @@
 use std::net::IpAddr;
 
 use cni::{Cidr, CniResult, Command, Error, Interface, IpConfig, Request, Route};
-use netlink::{BridgeSpec, IpFamily, Link, Netlink, Netns, PortFlags, VethPeer, VethSpec};
+use netlink::{
+    BridgeSpec, IpFamily, Link, Netlink, Netns, NetnsThread, PortFlags, VethPeer, VethSpec,
+};
 
 use crate::config::BridgeConf;
 use crate::kernel::{self, nl};
@@ -52,7 +54,13 @@ pub fn add(req: &Request) -> Result<CniResult, Error> {
     let netns_path = req.netns()?;
     let ctr_ns = kernel::container_netns(req)?;
     let host = Netlink::connect_current().map_err(nl)?;
-    let ctr = Netlink::connect(&ctr_ns).map_err(nl)?;
+    // One helper thread inside the container for its socket now and its
+    // sysctls once the interface exists (one setns, not one per job).
+    let ctr_thread = ctr_ns.thread().map_err(nl)?;
+    let ctr = Netlink::connect_on(&ctr_thread).map_err(nl)?;
+    // Asked before IPAM runs, not inferred from the veth creation's EEXIST:
+    // a repeated ADD of a live attachment gets its own lease back from IPAM,
+    // and rolling that back would release the live attachment's address.
     if ctr.link_by_name(ifname).map_err(nl)?.is_some() {
         return Err(Error::plugin(format!(
             "interface {ifname} already exists in {}",
@@ -64,7 +72,7 @@ pub fn add(req: &Request) -> Result<CniResult, Error> {
         host: &host,
         steps: Vec::new(),
     };
-    match build(req, &conf, &host, &ctr, &ctr_ns, &mut rb) {
+    match build(req, &conf, &host, &ctr, &ctr_ns, &ctr_thread, &mut rb) {
         Ok(result) => Ok(result),
         Err(e) => {
             rb.run();
@@ -79,6 +87,7 @@ fn build(
     host: &Netlink,
     ctr: &Netlink,
     ctr_ns: &Netns,
+    ctr_thread: &NetnsThread,
     rb: &mut Rollback,
 ) -> Result<CniResult, Error> {
     let ifname = req.ifname()?.as_str();
@@ -111,12 +120,13 @@ fn build(
         };
         host.set_port_flags(veth.index, flags).map_err(nl)?;
     }
-    let _ = kernel::host_sysctl(&format!("net/ipv6/conf/{}/accept_ra", veth.name), "0");
+    // A new link: no need to read the value first.
+    let _ = netlink::Sysctl::write_here(&format!("net/ipv6/conf/{}/accept_ra", veth.name), "0");
     let peer = ctr.require_link(ifname).map_err(nl)?;
 
     // 4. The container side: sysctls, addresses, link up, routes.
     let has_v6 = ips.iter().any(|ip| !ip.address.is_ipv4());
-    container_sysctls(conf, ctr_ns, ifname, ipam.is_some(), has_v6);
+    container_sysctls(conf, ctr_thread, ifname, ipam.is_some(), has_v6);
     for ip in &ips {
         ctr.add_address(peer.index, ip.address.inner())
             .map_err(nl)?;
@@ -274,11 +284,11 @@ fn create_veth(
 
 /// Container sysctls. Best effort: a missing key (IPv6 disabled in the
 /// container) must not fail an IPv4 attachment.
-fn container_sysctls(conf: &BridgeConf, ns: &Netns, ifname: &str, l3: bool, has_v6: bool) {
+fn container_sysctls(conf: &BridgeConf, ns: &NetnsThread, ifname: &str, l3: bool, has_v6: bool) {
     if !l3 {
         return;
     }
-    let mut pairs: Vec<(String, &str)> = Vec::new();
+    let mut pairs: Vec<(String, &'static str)> = Vec::new();
     if has_v6 {
         pairs.push(("net/ipv6/conf/lo/disable_ipv6".into(), "0"));
         pairs.push((format!("net/ipv6/conf/{ifname}/disable_ipv6"), "0"));
@@ -291,7 +301,7 @@ fn container_sysctls(conf: &BridgeConf, ns: &Netns, ifname: &str, l3: bool, has_
         pairs.push((format!("net/ipv6/conf/{ifname}/accept_dad"), "0"));
     }
     pairs.push((format!("net/ipv4/conf/{ifname}/arp_notify"), "1"));
-    let res = ns.run_in(|| {
+    let res = ns.run(move || {
         for (k, v) in &pairs {
             let _ = std::fs::write(format!("/proc/sys/{k}"), v);
         }

@@ -49,7 +49,7 @@ use std::net::IpAddr;
 
 use cni::{CniResult, Error, Plugin, Request};
 use ipnetwork::IpNetwork;
-use netlink::{IpFamily, Netlink, Sysctl};
+use netlink::{Netlink, Sysctl};
 use nft::portmap::{PortMapping, Protocol, Spec};
 use serde::Deserialize;
 use serde_json::Value;
@@ -250,23 +250,19 @@ fn kernel(e: netlink::Error) -> Error {
     Error::plugin(format!("portmap: {e}"))
 }
 
-/// The interface the host sends packets for `ip` out of (longest matching
-/// prefix in the main table, lowest metric on ties).
+/// The interface the host sends packets for `ip` out of, as the kernel
+/// routes them: one `RTM_GETROUTE` lookup (what `ip route get` and the
+/// reference plugin do), then the name of its output interface.
 fn iface_toward(ip: IpAddr) -> Result<String, Error> {
     let nl = Netlink::connect_current().map_err(kernel)?;
-    let family = if ip.is_ipv4() {
-        IpFamily::V4
-    } else {
-        IpFamily::V6
+    let no_route = || Error::plugin(format!("portmap: no route to container address {ip}"));
+    let route = match nl.route_to(ip) {
+        Ok(route) => route,
+        // Unreachable: the same answer as an empty routing table.
+        Err(e) if e.is_unreachable() => None,
+        Err(e) => return Err(kernel(e)),
     };
-    let best = nl
-        .routes(family)
-        .map_err(kernel)?
-        .into_iter()
-        .filter(|r| r.oif.is_some() && r.dst.contains(ip))
-        .max_by_key(|r| (r.dst.prefix(), std::cmp::Reverse(r.metric.unwrap_or(0))))
-        .ok_or_else(|| Error::plugin(format!("portmap: no route to container address {ip}")))?;
-    let oif = best.oif.unwrap_or_default();
+    let oif = route.and_then(|r| r.oif).ok_or_else(no_route)?;
     nl.link_by_index(oif)
         .map_err(kernel)?
         .map(|l| l.name)
