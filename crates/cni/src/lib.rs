@@ -8,6 +8,7 @@ mod args;
 mod config;
 mod delegate;
 mod error;
+pub mod marker;
 mod names;
 mod result;
 mod skel;
@@ -18,7 +19,7 @@ mod skel_tests;
 
 pub use args::{CniArgs, COMMON_KEYS};
 pub use config::{peek_version, Attachment, IpamSection, NetConf};
-pub use delegate::{delegate, find_plugin};
+pub use delegate::{delegate, delegate_with, find_plugin, InProcess, EXEC_ENV};
 pub use error::{Error, ErrorCode};
 pub use names::{Cidr, ContainerId, IfName, Mac, NetworkName, MAX_IFNAME_LEN};
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};
