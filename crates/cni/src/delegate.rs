@@ -300,11 +300,14 @@ printf '{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.0.0.2/24","gat
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// What the fake saw: command, container id, ifname, netns, CNI_ARGS, stdin.
+    type Seen = (Command, String, String, Option<PathBuf>, String, Vec<u8>);
+
     /// An in-process plugin that records what it was asked and answers
     /// like the scripts above.
     #[derive(Default)]
     struct Fake {
-        seen: std::sync::Mutex<Vec<(Command, String, String, Option<PathBuf>, String, Vec<u8>)>>,
+        seen: std::sync::Mutex<Vec<Seen>>,
         fail: Option<u32>,
         panic: bool,
     }
