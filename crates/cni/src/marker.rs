@@ -163,19 +163,27 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 #[macro_export]
 macro_rules! plugin_main {
     ($plugin:expr) => {
-        /// This binary's build marker (see `cni::marker`).
+        fn main() -> ::std::process::ExitCode {
+            $crate::embed_marker!();
+            $crate::run(&$plugin)
+        }
+    };
+}
+
+/// Embeds this binary's build marker (named after the binary,
+/// `CARGO_BIN_NAME`); a statement for the `main` of a binary that is not a
+/// plugin (plugins use [`plugin_main!`](crate::plugin_main)).
+#[macro_export]
+macro_rules! embed_marker {
+    () => {{
         #[used]
         #[link_section = ".cni_rs_id"]
         static CNI_RS_ID: [u8; $crate::marker::len(env!("CARGO_BIN_NAME"))] =
             $crate::marker::bytes(env!("CARGO_BIN_NAME"));
-
-        fn main() -> ::std::process::ExitCode {
-            // Taking the address keeps the section through LTO and the
-            // linker's section garbage collection.
-            ::std::hint::black_box(&CNI_RS_ID);
-            $crate::run(&$plugin)
-        }
-    };
+        // Taking the address keeps the section through LTO and the linker's
+        // section garbage collection.
+        ::std::hint::black_box(&CNI_RS_ID);
+    }};
 }
 
 #[cfg(test)]
