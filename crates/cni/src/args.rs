@@ -56,6 +56,12 @@ impl CniArgs {
         &self.pairs
     }
 
+    /// The pairs as a CNI_ARGS value (`K=V;K=V`) that parses back to them.
+    pub fn to_env_string(&self) -> String {
+        let pairs: Vec<String> = self.pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.join(";")
+    }
+
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }
@@ -93,6 +99,18 @@ mod tests {
         assert_eq!(a.get("X"), Some("a=b"));
         assert_eq!(a.get("nope"), None);
         assert!(CniArgs::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn env_string_parses_back_to_the_same_pairs() {
+        for s in [
+            "",
+            "IP=10.0.0.5;;MAC=aa:bb:cc:dd:ee:ff;X=a=b;",
+            "A=;B=1;A=2",
+        ] {
+            let a = CniArgs::parse(s).unwrap();
+            assert_eq!(CniArgs::parse(&a.to_env_string()).unwrap(), a, "{s}");
+        }
     }
 
     #[test]

@@ -217,7 +217,7 @@ pub fn run<P: Plugin + std::panic::RefUnwindSafe>(plugin: &P) -> ExitCode {
 
 /// The whole protocol, without touching the process: env and stdin in, stdout
 /// and exit code out. A panic inside the plugin becomes error 999.
-pub fn dispatch<P: Plugin + std::panic::RefUnwindSafe>(
+pub fn dispatch<P: Plugin + std::panic::RefUnwindSafe + ?Sized>(
     plugin: &P,
     env: &Env,
     stdin: &[u8],
@@ -249,7 +249,7 @@ pub fn dispatch<P: Plugin + std::panic::RefUnwindSafe>(
     }
 }
 
-fn dispatch_inner<P: Plugin>(
+fn dispatch_inner<P: Plugin + ?Sized>(
     plugin: &P,
     env: &Env,
     stdin: &[u8],

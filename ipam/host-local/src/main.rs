@@ -1,3 +1,1 @@
-fn main() -> std::process::ExitCode {
-    cni::run(&host_local::HostLocal)
-}
+cni::plugin_main!(host_local::HostLocal);

@@ -31,7 +31,7 @@ impl Rollback<'_> {
     fn run(self) {
         for step in self.steps.into_iter().rev() {
             let res = match step {
-                Undo::IpamDel(t) => cni::delegate(self.req, &t, Command::Del).map(|_| ()),
+                Undo::IpamDel(t) => crate::ipam(self.req, &t, Command::Del).map(|_| ()),
                 Undo::DeleteLink(i) => match self.host.delete_link(i) {
                     Err(e) if !e.is_not_found() => Err(nl(e)),
                     _ => Ok(()),
@@ -97,7 +97,7 @@ fn build(
             // Registered first: a delegate that allocated but printed a result
             // we can't parse must be released too (IPAM DEL is idempotent).
             rb.steps.push(Undo::IpamDel(section.plugin_type.clone()));
-            let r = cni::delegate(req, &section.plugin_type, Command::Add)?.unwrap_or_default();
+            let r = crate::ipam(req, &section.plugin_type, Command::Add)?.unwrap_or_default();
             if r.ips.is_empty() {
                 return Err(Error::plugin("IPAM plugin returned no IP configuration"));
             }

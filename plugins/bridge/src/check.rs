@@ -14,7 +14,7 @@ fn mismatch(msg: impl Into<String>) -> Error {
 pub fn check(req: &Request) -> Result<(), Error> {
     let conf = BridgeConf::from_request(req)?;
     if let Some(ipam) = &req.config.ipam {
-        cni::delegate(req, &ipam.plugin_type, Command::Check)?;
+        crate::ipam(req, &ipam.plugin_type, Command::Check)?;
     }
     let prev = req
         .config

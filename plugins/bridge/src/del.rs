@@ -65,7 +65,7 @@ pub fn del(req: &Request) -> Result<(), Error> {
         // the rules could not be removed, the lease stays until a retried
         // DEL gets them.
         if let Some(ipam) = &req.config.ipam {
-            if let Err(e) = cni::delegate(req, &ipam.plugin_type, Command::Del) {
+            if let Err(e) = crate::ipam(req, &ipam.plugin_type, Command::Del) {
                 errors.push(e);
             }
         }
@@ -113,7 +113,7 @@ pub fn status(req: &Request) -> Result<(), Error> {
         }
     }
     match &req.config.ipam {
-        Some(ipam) => cni::delegate(req, &ipam.plugin_type, Command::Status).map(|_| ()),
+        Some(ipam) => crate::ipam(req, &ipam.plugin_type, Command::Status).map(|_| ()),
         None => Ok(()),
     }
 }
@@ -142,7 +142,7 @@ pub fn gc(req: &Request) -> Result<(), Error> {
         }
     }
     if let Some(ipam) = &req.config.ipam {
-        if let Err(e) = cni::delegate(req, &ipam.plugin_type, Command::Gc) {
+        if let Err(e) = crate::ipam(req, &ipam.plugin_type, Command::Gc) {
             errors.push(e);
         }
     }

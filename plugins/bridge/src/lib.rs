@@ -47,6 +47,22 @@ impl Plugin for Bridge {
     }
 }
 
+/// IPAM plugins linked into this binary. One runs in-process instead of
+/// being exec'd only when the binary CNI_PATH holds for it is provably the
+/// same plugin of this same build (see `cni::delegate_with`);
+/// `CNI_RS_EXEC_IPAM=1` always execs.
+const IN_PROCESS_IPAM: &[cni::InProcess<'static>] = &[("host-local", &host_local::HostLocal)];
+
+/// Runs the IPAM plugin `plugin_type` for `command`, as `cni::delegate`
+/// does, in-process when that is provably the same.
+fn ipam(
+    req: &Request,
+    plugin_type: &str,
+    command: cni::Command,
+) -> Result<Option<CniResult>, Error> {
+    cni::delegate_with(req, plugin_type, command, IN_PROCESS_IPAM)
+}
+
 /// The attachment's tag for our nftables rules.
 fn attachment<'a>(req: &'a Request) -> Result<nft::Attachment<'a>, Error> {
     Ok(nft::Attachment {

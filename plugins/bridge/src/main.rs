@@ -1,3 +1,1 @@
-fn main() -> std::process::ExitCode {
-    cni::run(&bridge::Bridge)
-}
+cni::plugin_main!(bridge::Bridge);

@@ -1,3 +1,1 @@
-fn main() -> std::process::ExitCode {
-    cni::run(&loopback::Loopback)
-}
+cni::plugin_main!(loopback::Loopback);

@@ -1,3 +1,1 @@
-fn main() -> std::process::ExitCode {
-    cni::run(&portmap::Portmap)
-}
+cni::plugin_main!(portmap::Portmap);

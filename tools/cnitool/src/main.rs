@@ -1,3 +1,4 @@
 fn main() {
+    cni::embed_marker!();
     std::process::exit(cnitool::cli::main());
 }
