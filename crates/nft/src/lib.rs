@@ -26,8 +26,8 @@
 //! refills the fixed chains (the first ADD on a node, a re-ADD of the same
 //! attachment). DEL = a rule dump, one element dump per map and one batch
 //! over netlink (through `nft` if netlink is refused); with
-//! [`close_in_background`] the ~15 ms the kernel then needs to free the
-//! deleted rules is spent in a forked child, not in the plugin. GC = one
+//! [`park_sockets`] and [`release_sockets`] the ~15 ms the kernel then needs
+//! to free the deleted rules is spent in a forked child, not in the plugin. GC = one
 //! `nft -j list table` + one batch. CHECK = one listing. `CNI_RS_NFT_EXEC=1`
 //! sends every change through `nft`.
 
@@ -46,7 +46,7 @@ use sha2::{Digest, Sha256};
 
 pub use error::{Error, ErrorKind, Result};
 pub use exec::nft_path;
-pub use nl::{close_in_background, netlink_batches};
+pub use nl::{netlink_batches, park_sockets, release_sockets};
 
 /// nft's limit for a comment is 128 bytes including the terminating NUL.
 pub const MAX_TAG_LEN: usize = 127;

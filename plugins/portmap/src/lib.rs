@@ -342,11 +342,13 @@ impl Plugin for Portmap {
 
     fn del(&self, req: &Request) -> Result<(), Error> {
         // Nothing from the config or prevResult is needed: the rules are
-        // found by the attachment's tag. The kernel frees deleted rules
-        // after a grace period (~15 ms) when our netlink socket closes; a
-        // child does that wait, the runtime gets our answer at once.
-        nft::close_in_background(true);
-        match nft::portmap::del(&attachment(req)?) {
+        // found by the attachment's tag. Closing the socket that deleted
+        // them waits for the kernel to free them (~15 ms): a forked child
+        // does that wait, the runtime gets our answer at once.
+        nft::park_sockets(true);
+        let removed = nft::portmap::del(&attachment(req)?);
+        nft::release_sockets();
+        match removed {
             Ok(()) => Ok(()),
             Err(e) if e.is_missing_binary() => {
                 eprintln!("portmap: DEL: {e}; assuming no rules were ever installed");

@@ -16,7 +16,7 @@ mod socket;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub use socket::close_in_background;
+pub use socket::{park_sockets, release_sockets};
 
 pub(crate) use socket::NlError;
 

@@ -4,6 +4,7 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::msg::{
@@ -37,25 +38,53 @@ impl NlError {
     }
 }
 
-/// Whether sockets that deleted something are closed in a forked child (see
-/// [`close_in_background`]).
-static BACKGROUND_CLOSE: AtomicBool = AtomicBool::new(false);
+/// Whether sockets are parked instead of closed (see [`park_sockets`]).
+static PARKING: AtomicBool = AtomicBool::new(false);
 
-/// Makes the process hand sockets whose batches deleted objects to a forked
-/// child to close. Closing such a socket waits for the kernel to free what
-/// was deleted (an RCU grace period, ~15 ms on these machines) although the
-/// rules are already gone when the batch is acknowledged; a one-shot plugin
-/// that sets this returns its result without that wait. Off by default: a
-/// long-running process would collect short-lived children.
-pub fn close_in_background(on: bool) {
-    BACKGROUND_CLOSE.store(on, Ordering::Relaxed);
+/// Parked sockets, and whether any of them committed a deletion.
+static PARKED: Mutex<(Vec<OwnedFd>, bool)> = Mutex::new((Vec::new(), false));
+
+/// Keeps the netfilter sockets of this process open after use, until
+/// [`release_sockets`] (or exit).
+///
+/// Why: once a batch deleted rules, the kernel frees them after an RCU grace
+/// period (~15 ms here) in a work item. Closing *any* netfilter socket while
+/// that is pending makes the close wait for it, holding the nf_tables commit
+/// mutex, which a network device's unregistration also takes: a bridge DEL
+/// that closed its sockets while its veth was being deleted would wait out
+/// the two one after the other. Parked, the sockets are closed after the
+/// veth is gone, when the kernel has usually freed the rules on its own.
+pub fn park_sockets(on: bool) {
+    PARKING.store(on, Ordering::Relaxed);
+}
+
+fn parked() -> std::sync::MutexGuard<'static, (Vec<OwnedFd>, bool)> {
+    PARKED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Closes the parked sockets. If one of them deleted rules, a forked child
+/// holds them and closes them, so a wait for the kernel's release (see
+/// [`park_sockets`]) falls on the child, not on the plugin's answer: the
+/// rules are already gone, only their memory is not freed yet. A one-shot
+/// plugin calls this once its own work is done.
+pub fn release_sockets() {
+    let (fds, deleted) = std::mem::take(&mut *parked());
+    if deleted && !fds.is_empty() {
+        let keep: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        hand_to_child(&keep);
+    }
+    // Our copies close here; a child's keep the sockets open until it exits.
+    drop(fds);
 }
 
 const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 const RECV_BUF: usize = 256 * 1024;
 
 pub(crate) struct Socket {
-    fd: OwnedFd,
+    /// `None` only once parked (in drop).
+    fd: Option<OwnedFd>,
     seq: u32,
     /// A committed batch deleted objects: closing waits for their release.
     deleted: bool,
@@ -94,10 +123,14 @@ impl Socket {
             return Err(NlError::os("set the netlink receive timeout"));
         }
         Ok(Socket {
-            fd,
+            fd: Some(fd),
             seq: 0,
             deleted: false,
         })
+    }
+
+    fn raw(&self) -> RawFd {
+        self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
     }
 
     pub fn next_seq(&mut self) -> u32 {
@@ -112,7 +145,7 @@ impl Socket {
         // SAFETY: buf and addr are valid for the given lengths.
         let n = unsafe {
             libc::sendto(
-                self.fd.as_raw_fd(),
+                self.raw(),
                 buf.as_ptr().cast(),
                 buf.len(),
                 0,
@@ -137,7 +170,7 @@ impl Socket {
             // SAFETY: buf is valid for writes of its length.
             let n = unsafe {
                 libc::recv(
-                    self.fd.as_raw_fd(),
+                    self.raw(),
                     buf.as_mut_ptr().cast(),
                     buf.len(),
                     libc::MSG_TRUNC,
@@ -296,27 +329,40 @@ impl Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        if self.deleted && BACKGROUND_CLOSE.load(Ordering::Relaxed) {
-            hand_to_child(self.fd.as_raw_fd());
+        if PARKING.load(Ordering::Relaxed) {
+            if let Some(fd) = self.fd.take() {
+                let mut p = parked();
+                p.0.push(fd);
+                p.1 |= self.deleted;
+            }
         }
-        // The OwnedFd closes our descriptor; if a child holds the socket now,
-        // the kernel's release (and its wait) happens when the child exits.
+        // Otherwise the OwnedFd closes it now (waiting for a pending release).
     }
 }
 
-/// Forks a child that keeps `fd` open and exits at once, closing it there.
-/// The child closes every other descriptor first, so it holds no pipe the
-/// runtime waits on and no lock, and it only calls async-signal-safe
-/// functions (the parent may have other threads).
-fn hand_to_child(fd: RawFd) {
-    // SAFETY: see above; the child never returns into Rust code. A failed
-    // fork leaves the socket to be closed here, with the wait.
+/// Forks a child that keeps the sockets `keep` open and exits at once,
+/// closing them there (and waiting for the kernel's release, if pending). The child closes every other descriptor first, so it
+/// holds no pipe the runtime waits on and no lock, and it only makes
+/// async-signal-safe calls (the parent may have other threads). A failed fork
+/// leaves the sockets to be closed by the caller, with the wait.
+fn hand_to_child(keep: &[RawFd]) {
+    let mut sorted: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .collect();
+    sorted.sort_unstable();
+    // SAFETY: see above; the child never returns into Rust code and touches
+    // only `sorted`, allocated before the fork.
     unsafe {
         if libc::fork() == 0 {
-            if fd > 0 {
-                libc::syscall(libc::SYS_close_range, 0u32, (fd - 1) as u32, 0u32);
+            let mut next = 0u32;
+            for &fd in &sorted {
+                if fd > next {
+                    libc::syscall(libc::SYS_close_range, next, fd - 1, 0u32);
+                }
+                next = fd.saturating_add(1);
             }
-            libc::syscall(libc::SYS_close_range, (fd + 1) as u32, u32::MAX, 0u32);
+            libc::syscall(libc::SYS_close_range, next, u32::MAX, 0u32);
             libc::_exit(0);
         }
     }
