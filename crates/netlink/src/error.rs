@@ -122,12 +122,6 @@ impl Error {
         )
     }
 
-    /// No route: the network or host is unreachable (ENETUNREACH,
-    /// EHOSTUNREACH; what a route lookup gives when nothing matches).
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self.errno, Some(libc::ENETUNREACH | libc::EHOSTUNREACH))
-    }
-
     /// The thing is already there (EEXIST).
     pub fn is_exists(&self) -> bool {
         self.errno == Some(libc::EEXIST)

@@ -29,6 +29,7 @@ mod create;
 mod error;
 mod handle;
 mod link;
+pub mod lookup;
 mod neigh;
 mod netns;
 mod route;

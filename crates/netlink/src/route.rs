@@ -284,30 +284,6 @@ impl Netlink {
         self.block_on(req).map_err(self.nl_err(op))
     }
 
-    /// The route the kernel picks for packets to `ip` (`ip route get`): one
-    /// `RTM_GETROUTE` lookup through the policy rules and tables, not a dump.
-    /// No route (ENETUNREACH, EHOSTUNREACH, ...) is an error with the errno;
-    /// a local, broadcast or unreachable-type answer is `None`.
-    pub fn route_to(&self, ip: IpAddr) -> Result<Option<Route>> {
-        let family = IpFamily::of(&ip);
-        let mut query = RouteMessage::default();
-        query.header.address_family = family.address_family();
-        // A full-length destination: strict checking refuses a prefix here.
-        query.header.destination_prefix_length = match family {
-            IpFamily::V4 => 32,
-            IpFamily::V6 => 128,
-        };
-        query
-            .attributes
-            .push(RouteAttribute::Destination(RouteAddress::from(ip)));
-        // With a destination attribute rtnetlink sends a lookup, not a dump.
-        let req = self.handle().route().get(query).execute();
-        let msgs: Vec<RouteMessage> = self
-            .block_on(req.try_collect())
-            .map_err(self.nl_err(format!("get route to {ip}")))?;
-        Ok(msgs.iter().find_map(Route::from_message))
-    }
-
     /// The unicast routes of the main table for `family`.
     pub fn routes(&self, family: IpFamily) -> Result<Vec<Route>> {
         self.routes_in_table(family, MAIN_TABLE)

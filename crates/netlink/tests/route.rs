@@ -199,3 +199,29 @@ fn routes_in_other_tables_stay_out_of_main() {
         .expect("table")
         .is_empty());
 }
+
+/// `netlink::lookup`: the one-shot, runtime-free route lookup portmap uses.
+#[test]
+fn one_shot_lookup_names_the_output_interface() {
+    let sb = Sandbox::new("nl-lookup");
+    let (host, nl) = connect(sb.host());
+    let br = link(&nl);
+    let (v4, v6, nowhere, local, name, missing) = host
+        .run_in(|| {
+            (
+                netlink::lookup::route_oif(ip("10.10.0.7")).expect("v4 lookup"),
+                netlink::lookup::route_oif(ip("fd00:10::7")).expect("v6 lookup"),
+                netlink::lookup::route_oif(ip("192.0.2.1")).expect("no route"),
+                netlink::lookup::route_oif(ip("10.10.0.1")).expect("local"),
+                netlink::lookup::ifname(br.index).expect("name"),
+                netlink::lookup::ifname(9999).expect("no such index"),
+            )
+        })
+        .expect("run in the sandbox");
+    assert_eq!(v4, Some(br.index));
+    assert_eq!(v6, Some(br.index));
+    assert_eq!(nowhere, None, "no default route in the sandbox");
+    assert_eq!(local, None, "the bridge's own address is a local route");
+    assert_eq!(name.as_deref(), Some("br0"));
+    assert_eq!(missing, None);
+}

@@ -49,7 +49,7 @@ use std::net::IpAddr;
 
 use cni::{CniResult, Error, Plugin, Request};
 use ipnetwork::IpNetwork;
-use netlink::{Netlink, Sysctl};
+use netlink::Sysctl;
 use nft::portmap::{PortMapping, Protocol, Spec};
 use serde::Deserialize;
 use serde_json::Value;
@@ -252,20 +252,14 @@ fn kernel(e: netlink::Error) -> Error {
 
 /// The interface the host sends packets for `ip` out of, as the kernel
 /// routes them: one `RTM_GETROUTE` lookup (what `ip route get` and the
-/// reference plugin do), then the name of its output interface.
+/// reference plugin do), then the name of its output interface; on a plain
+/// blocking socket (`netlink::lookup`): that is all the netlink portmap does.
 fn iface_toward(ip: IpAddr) -> Result<String, Error> {
-    let nl = Netlink::connect_current().map_err(kernel)?;
-    let no_route = || Error::plugin(format!("portmap: no route to container address {ip}"));
-    let route = match nl.route_to(ip) {
-        Ok(route) => route,
-        // Unreachable: the same answer as an empty routing table.
-        Err(e) if e.is_unreachable() => None,
-        Err(e) => return Err(kernel(e)),
-    };
-    let oif = route.and_then(|r| r.oif).ok_or_else(no_route)?;
-    nl.link_by_index(oif)
+    let oif = netlink::lookup::route_oif(ip)
         .map_err(kernel)?
-        .map(|l| l.name)
+        .ok_or_else(|| Error::plugin(format!("portmap: no route to container address {ip}")))?;
+    netlink::lookup::ifname(oif)
+        .map_err(kernel)?
         .ok_or_else(|| {
             Error::plugin(format!(
                 "portmap: route to {ip} uses missing interface {oif}"
