@@ -41,6 +41,6 @@ pub use handle::Netlink;
 pub use ipnetwork::IpNetwork;
 pub use link::{format_mac, validate_ifname, Link, PortFlags, VxlanInfo};
 pub use neigh::{FdbEntry, Neighbour};
-pub use netns::{Netns, NetnsThread};
+pub use netns::{Netns, NetnsGuard, NetnsThread};
 pub use route::{IpFamily, Route, DEFAULT_V4, DEFAULT_V6, MAIN_TABLE};
 pub use sysctl::{sysctl_path, Sysctl};

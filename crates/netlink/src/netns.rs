@@ -110,6 +110,21 @@ impl Netns {
         NetnsThread::spawn(self)
     }
 
+    /// Moves the calling thread into this namespace until the returned guard
+    /// is dropped, which moves it back (and aborts the process if the kernel
+    /// refuses that: going on in the wrong namespace is never an option).
+    ///
+    /// For short, synchronous work on a thread that owns no async runtime
+    /// (a plugin's main thread between netlink calls): no helper thread to
+    /// create, hand over to and join. Sockets created meanwhile stay bound to
+    /// this namespace. Never call it on a tokio worker or from async code.
+    pub fn enter(&self) -> Result<NetnsGuard> {
+        let context = || format!("enter netns {}", self.path.display());
+        let home = File::open("/proc/thread-self/ns/net").map_err(|e| Error::io(context(), e))?;
+        setns(&self.file, CloneFlags::CLONE_NEWNET).map_err(|e| Error::os(context(), e as i32))?;
+        Ok(NetnsGuard { home })
+    }
+
     /// Runs `f` on a new, short-lived thread that has joined this namespace,
     /// and returns its result. The calling thread never changes namespace;
     /// the helper thread ends with `f`, so it can't leak into other work.
@@ -137,6 +152,24 @@ impl Netns {
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         })
+    }
+}
+
+/// The calling thread's stay in another namespace (see [`Netns::enter`]).
+#[derive(Debug)]
+#[must_use = "the thread leaves the namespace when the guard is dropped"]
+pub struct NetnsGuard {
+    home: File,
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        if setns(&self.home, CloneFlags::CLONE_NEWNET).is_err() {
+            // Every later request of this thread would act on the wrong
+            // namespace; nothing can be trusted to undo that.
+            eprintln!("netlink: cannot return to the original network namespace; aborting");
+            std::process::abort();
+        }
     }
 }
 

@@ -110,3 +110,25 @@ fn connect_puts_the_socket_in_the_target_netns_only() {
     assert!(late.link_by_name("onlyctr0").expect("lookup").is_some());
     drop(host);
 }
+
+/// `Netns::enter`: the calling thread is inside while the guard lives (a
+/// socket made then belongs to that namespace) and back home after.
+#[test]
+fn enter_moves_the_thread_and_the_guard_brings_it_back() {
+    let sb = Sandbox::new("nl-enter");
+    let target = Netns::open(sb.host().path()).expect("open sandbox netns");
+    let home = Netns::current().expect("current");
+    assert!(!home.same_as(&target));
+    let nl = {
+        let _inside = target.enter().expect("enter");
+        let here = Netns::current().expect("current inside");
+        assert!(here.same_as(&target), "the thread is in the sandbox");
+        Netlink::connect_current().expect("socket inside")
+    };
+    let back = Netns::current().expect("current after");
+    assert!(back.same_as(&home), "the guard moved the thread back");
+    // The socket stays in the sandbox: it sees the sandbox's links only.
+    nl.create_bridge(&BridgeSpec::new("entered0"))
+        .expect("bridge in the sandbox");
+    assert!(ip_link_names(sb.host()).contains(&"entered0".to_string()));
+}

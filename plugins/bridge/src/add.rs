@@ -4,9 +4,7 @@
 use std::net::IpAddr;
 
 use cni::{Cidr, CniResult, Command, Error, Interface, IpConfig, Request, Route};
-use netlink::{
-    BridgeSpec, IpFamily, Link, Netlink, Netns, NetnsThread, PortFlags, VethPeer, VethSpec,
-};
+use netlink::{BridgeSpec, IpFamily, Link, Netlink, Netns, PortFlags, VethPeer, VethSpec};
 
 use crate::config::BridgeConf;
 use crate::kernel::{self, nl};
@@ -54,10 +52,13 @@ pub fn add(req: &Request) -> Result<CniResult, Error> {
     let netns_path = req.netns()?;
     let ctr_ns = kernel::container_netns(req)?;
     let host = Netlink::connect_current().map_err(nl)?;
-    // One helper thread inside the container for its socket now and its
-    // sysctls once the interface exists (one setns, not one per job).
-    let ctr_thread = ctr_ns.thread().map_err(nl)?;
-    let ctr = Netlink::connect_on(&ctr_thread).map_err(nl)?;
+    // The container's socket is made by this thread, moved into the
+    // container for that moment (no runtime runs on it between requests);
+    // the guard brings it back before anything else happens.
+    let ctr = {
+        let _inside = ctr_ns.enter().map_err(nl)?;
+        Netlink::connect_current().map_err(nl)?
+    };
     // Asked before IPAM runs, not inferred from the veth creation's EEXIST:
     // a repeated ADD of a live attachment gets its own lease back from IPAM,
     // and rolling that back would release the live attachment's address.
@@ -72,7 +73,7 @@ pub fn add(req: &Request) -> Result<CniResult, Error> {
         host: &host,
         steps: Vec::new(),
     };
-    match build(req, &conf, &host, &ctr, &ctr_ns, &ctr_thread, &mut rb) {
+    match build(req, &conf, &host, &ctr, &ctr_ns, &mut rb) {
         Ok(result) => Ok(result),
         Err(e) => {
             rb.run();
@@ -87,7 +88,6 @@ fn build(
     host: &Netlink,
     ctr: &Netlink,
     ctr_ns: &Netns,
-    ctr_thread: &NetnsThread,
     rb: &mut Rollback,
 ) -> Result<CniResult, Error> {
     let ifname = req.ifname()?.as_str();
@@ -126,7 +126,7 @@ fn build(
 
     // 4. The container side: sysctls, addresses, link up, routes.
     let has_v6 = ips.iter().any(|ip| !ip.address.is_ipv4());
-    container_sysctls(conf, ctr_thread, ifname, ipam.is_some(), has_v6);
+    container_sysctls(conf, ctr_ns, ifname, ipam.is_some(), has_v6);
     for ip in &ips {
         ctr.add_address(peer.index, ip.address.inner())
             .map_err(nl)?;
@@ -284,7 +284,7 @@ fn create_veth(
 
 /// Container sysctls. Best effort: a missing key (IPv6 disabled in the
 /// container) must not fail an IPv4 attachment.
-fn container_sysctls(conf: &BridgeConf, ns: &NetnsThread, ifname: &str, l3: bool, has_v6: bool) {
+fn container_sysctls(conf: &BridgeConf, ns: &Netns, ifname: &str, l3: bool, has_v6: bool) {
     if !l3 {
         return;
     }
@@ -301,13 +301,14 @@ fn container_sysctls(conf: &BridgeConf, ns: &NetnsThread, ifname: &str, l3: bool
         pairs.push((format!("net/ipv6/conf/{ifname}/accept_dad"), "0"));
     }
     pairs.push((format!("net/ipv4/conf/{ifname}/arp_notify"), "1"));
-    let res = ns.run(move || {
-        for (k, v) in &pairs {
-            let _ = std::fs::write(format!("/proc/sys/{k}"), v);
+    // /proc/sys/net resolves in the namespace of the thread that opens it.
+    match ns.enter() {
+        Ok(_inside) => {
+            for (k, v) in &pairs {
+                let _ = std::fs::write(format!("/proc/sys/{k}"), v);
+            }
         }
-    });
-    if let Err(e) = res {
-        eprintln!("bridge: container sysctls: {e}");
+        Err(e) => eprintln!("bridge: container sysctls: {e}"),
     }
 }
 
