@@ -2,9 +2,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use futures_util::TryStreamExt;
 use ipnetwork::IpNetwork;
+use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::AddressMessageBuilder;
 
 use crate::error::Result;
@@ -43,37 +44,47 @@ impl Netlink {
     /// (10.0.0.5/24 is address 10.0.0.5 in 10.0.0.0/24). Fails with
     /// [`Error::is_exists`] when the address is already there.
     pub fn add_address(&self, index: u32, net: IpNetwork) -> Result<()> {
-        let req = self
-            .handle()
-            .address()
-            .add(index, net.ip(), net.prefix())
-            .execute();
-        self.block_on(req)
-            .map_err(self.nl_err(format!("add address {net} to link {index}")))
+        let msg = message(index, net);
+        self.request(
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            format!("add address {net} to link {index}"),
+        )
+        .map(drop)
     }
 
     /// The addresses of link `index`, both families, in kernel order
     /// (including IPv6 link-local ones).
     pub fn addresses(&self, index: u32) -> Result<Vec<IpNetwork>> {
-        let mut get = self.handle().address().get().set_link_index_filter(index);
         // The index in the request header lets the kernel dump only this
         // link's addresses (the socket asks for strict checking), not every
-        // address of the namespace (one IPv6 link-local per host veth);
-        // rtnetlink's filter above still applies when the kernel ignores it.
-        get.message_mut().header.index = index;
-        let req = get.execute();
-        let msgs: Vec<AddressMessage> = self
-            .block_on(req.try_collect())
-            .map_err(self.nl_err(format!("list addresses of link {index}")))?;
-        Ok(msgs.iter().filter_map(network_of).collect())
+        // address of the namespace (one IPv6 link-local per host veth); the
+        // filter below still applies when the kernel ignores it.
+        let mut query = AddressMessage::default();
+        query.header.index = index;
+        let msgs = self.request(
+            RouteNetlinkMessage::GetAddress(query),
+            NLM_F_DUMP,
+            format!("list addresses of link {index}"),
+        )?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => network_of(a),
+                _ => None,
+            })
+            .collect())
     }
 
     /// `ip addr del <net> dev <index>`; a missing address gives
     /// [`Error::is_not_found`] (EADDRNOTAVAIL).
     pub fn del_address(&self, index: u32, net: IpNetwork) -> Result<()> {
-        let req = self.handle().address().del(message(index, net)).execute();
-        self.block_on(req)
-            .map_err(self.nl_err(format!("delete address {net} from link {index}")))
+        self.request(
+            RouteNetlinkMessage::DelAddress(message(index, net)),
+            0,
+            format!("delete address {net} from link {index}"),
+        )
+        .map(drop)
     }
 }
 

@@ -6,10 +6,7 @@
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
-use futures_util::StreamExt;
-use rtnetlink::packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST,
-};
+use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkMessage};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan};
@@ -96,27 +93,15 @@ impl Netlink {
     /// as registered and configured, before a master given in the request is
     /// set.
     fn add_link(&self, msg: LinkMessage, op: &str) -> Result<Option<Link>> {
-        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
-        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
-        let mut handle = self.handle().clone();
-        let exchange = async move {
-            let mut answers = handle.request(req)?;
-            let mut echoed = None;
-            while let Some(answer) = answers.next().await {
-                match answer.payload {
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-                        echoed.get_or_insert(link);
-                    }
-                    NetlinkPayload::Error(err) if err.code.is_some() => {
-                        return Err(rtnetlink::Error::NetlinkError(err));
-                    }
-                    _ => {}
-                }
-            }
-            Ok(echoed)
-        };
-        let echoed = self.block_on(exchange).map_err(self.nl_err(op))?;
-        Ok(echoed.map(Link::from_message))
+        let answers = self.request(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+            op,
+        )?;
+        Ok(answers.into_iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(link) => Some(Link::from_message(link)),
+            _ => None,
+        }))
     }
 
     /// The link just created: the echo when it names it, else read back
@@ -178,9 +163,11 @@ impl Netlink {
                 .index(existing.index)
                 .vlan_filtering(v)
                 .build();
-            let req = self.handle().link().change(msg).execute();
-            self.block_on(req)
-                .map_err(self.nl_err(format!("set vlan_filtering {v} on bridge {}", spec.name)))?;
+            self.request(
+                RouteNetlinkMessage::NewLink(msg),
+                0,
+                format!("set vlan_filtering {v} on bridge {}", spec.name),
+            )?;
         }
         if !existing.up {
             self.set_up(existing.index)?;

@@ -72,23 +72,17 @@ impl Error {
         }
     }
 
+    /// A kernel NACK: netlink carries the errno negative; we store it positive.
+    pub(crate) fn nack(context: impl Into<String>, raw_code: i32) -> Error {
+        Error::os(context, raw_code.saturating_abs())
+    }
+
     pub(crate) fn protocol(context: impl Into<String>, detail: impl Into<String>) -> Error {
         Error {
             context: context.into(),
             kind: ErrorKind::Protocol,
             errno: None,
             detail: detail.into(),
-        }
-    }
-
-    /// Converts an rtnetlink error. Kernel NACKs carry a negative errno in
-    /// `ErrorMessage::raw_code()`; we store it positive.
-    pub(crate) fn netlink(context: impl Into<String>, err: rtnetlink::Error) -> Error {
-        match err {
-            rtnetlink::Error::NetlinkError(msg) if msg.raw_code() != 0 => {
-                Error::os(context, msg.raw_code().saturating_abs())
-            }
-            other => Error::protocol(context, other.to_string()),
         }
     }
 
@@ -144,9 +138,7 @@ mod tests {
 
     #[test]
     fn kernel_codes_arrive_negative_and_are_stored_positive() {
-        let mut msg = rtnetlink::packet_core::ErrorMessage::default();
-        msg.code = std::num::NonZeroI32::new(-libc::EEXIST);
-        let err = Error::netlink("create link br0", rtnetlink::Error::NetlinkError(msg));
+        let err = Error::nack("create link br0", -libc::EEXIST);
         assert_eq!(err.errno(), Some(libc::EEXIST));
         assert!(err.is_exists());
         assert!(!err.is_not_found());

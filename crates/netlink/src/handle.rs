@@ -1,29 +1,39 @@
-//! The netlink handle: one rtnetlink socket bound to one namespace, driven by a
-//! current-thread tokio runtime (one per process, shared by every live handle)
-//! so callers see plain blocking calls.
+//! The netlink handle: one blocking rtnetlink socket bound to one namespace.
+//!
+//! Requests are `netlink-packet-route` messages, serialized, sent, and the
+//! answers read back on the same thread: no async runtime, no connection task
+//! (a plugin makes a dozen requests and exits; a runtime's start, its epoll
+//! and eventfd round trips per request cost more than the requests).
 
-use std::future::Future;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
 
-use rtnetlink::sys::AsyncSocket;
+use rtnetlink::packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use rtnetlink::packet_route::RouteNetlinkMessage;
 
 use crate::error::{Error, Result};
 use crate::netns::{Netns, NetnsThread};
 
+/// Room for one datagram from the kernel: dumps come in skbs of at most
+/// 32 KiB; anything larger is reported as truncated.
+const RECV_BUF: usize = 64 * 1024;
+
 /// A route-netlink socket in one network namespace.
 ///
-/// Every method blocks until the kernel has answered. Methods must not be
-/// called from inside an async task (tokio forbids nested `block_on`); async
-/// code should call them from `spawn_blocking` or a plain thread.
+/// Every method blocks until the kernel has answered. Requests from several
+/// threads on one handle are serialized.
 pub struct Netlink {
-    rt: Arc<tokio::runtime::Runtime>,
-    /// `None` only while dropping (the connection ends once it is gone).
-    handle: Option<rtnetlink::Handle>,
-    /// The socket's connection task, awaited on drop so the socket is closed
-    /// then and not at the shared runtime's next turn.
-    conn: Option<tokio::task::JoinHandle<()>>,
+    conn: Mutex<Conn>,
     netns: PathBuf,
+}
+
+struct Conn {
+    fd: OwnedFd,
+    seq: u32,
+    buf: Vec<u8>,
 }
 
 impl std::fmt::Debug for Netlink {
@@ -34,53 +44,50 @@ impl std::fmt::Debug for Netlink {
     }
 }
 
-/// The runtime shared by every live [`Netlink`] of the process: a plugin that
-/// talks to two namespaces (host and container) builds one runtime, not one
-/// per socket. It is dropped with the last handle using it.
-static SHARED_RUNTIME: Mutex<Weak<tokio::runtime::Runtime>> = Mutex::new(Weak::new());
-
-fn runtime(context: &str) -> Result<Arc<tokio::runtime::Runtime>> {
-    let mut shared = SHARED_RUNTIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(rt) = shared.upgrade() {
-        return Ok(rt);
-    }
-    // Current-thread: no worker threads. Several threads may block_on it at
-    // once; tokio lets one drive the I/O while the others wait for their
-    // answers.
-    let rt = Arc::new(
-        tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .map_err(|e| Error::io(context, e))?,
-    );
-    *shared = Arc::downgrade(&rt);
-    Ok(rt)
-}
-
-/// Creates the socket in the namespace of the calling thread and spawns its
-/// connection task on `rt`.
-fn open_socket(
-    rt: &tokio::runtime::Handle,
-    context: &str,
-) -> Result<(rtnetlink::Handle, tokio::task::JoinHandle<()>)> {
-    let _entered = rt.enter();
-    let (mut conn, handle, _unsolicited) =
-        rtnetlink::new_connection().map_err(|e| Error::io(context, e))?;
+/// Creates the socket in the namespace of the calling thread.
+fn open_socket(context: &str) -> Result<OwnedFd> {
+    // SAFETY: plain syscalls; the descriptor is owned right away.
+    let fd = unsafe {
+        let raw = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        );
+        if raw < 0 {
+            return Err(Error::io(context, std::io::Error::last_os_error()));
+        }
+        OwnedFd::from_raw_fd(raw)
+    };
     // Strict checking makes the kernel honour the filters in dump requests
     // (e.g. the link index of an address dump) instead of dumping the whole
     // namespace for us to filter. Kernels before 4.20 lack the option; the
     // filters are applied on our side as well, so that only costs time.
-    let _ = conn
-        .socket_mut()
-        .socket_mut()
-        .set_netlink_get_strict_chk(true);
-    let conn = rt.spawn(conn);
-    Ok((handle, conn))
+    let on: libc::c_int = 1;
+    // SAFETY: `on` outlives the call; the length matches its type.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_NETLINK,
+            libc::NETLINK_GET_STRICT_CHK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    Ok(fd)
 }
 
 impl Netlink {
+    fn new(fd: OwnedFd, netns: PathBuf) -> Netlink {
+        Netlink {
+            conn: Mutex::new(Conn {
+                fd,
+                seq: 0,
+                buf: Vec::new(),
+            }),
+            netns,
+        }
+    }
+
     /// Opens a socket inside `netns`. The socket is created on a short-lived
     /// helper thread that joins the namespace and exits; the socket stays bound
     /// to that namespace and is used from the caller's thread afterwards.
@@ -93,28 +100,14 @@ impl Netlink {
     pub fn connect_on(thread: &NetnsThread) -> Result<Netlink> {
         let path = thread.netns_path().to_path_buf();
         let context = format!("open netlink socket in netns {}", path.display());
-        let rt = runtime(&context)?;
-        let rt_handle = rt.handle().clone();
-        let (handle, conn) = thread.run(move || open_socket(&rt_handle, &context))??;
-        Ok(Netlink {
-            rt,
-            handle: Some(handle),
-            conn: Some(conn),
-            netns: path,
-        })
+        let fd = thread.run(move || open_socket(&context))??;
+        Ok(Netlink::new(fd, path))
     }
 
     /// Opens a socket in the calling thread's own namespace.
     pub fn connect_current() -> Result<Netlink> {
-        let context = "open netlink socket in the current netns";
-        let rt = runtime(context)?;
-        let (handle, conn) = open_socket(rt.handle(), context)?;
-        Ok(Netlink {
-            rt,
-            handle: Some(handle),
-            conn: Some(conn),
-            netns: PathBuf::from("/proc/thread-self/ns/net"),
-        })
+        let fd = open_socket("open netlink socket in the current netns")?;
+        Ok(Netlink::new(fd, PathBuf::from("/proc/thread-self/ns/net")))
     }
 
     /// The path of the namespace this socket lives in (for messages).
@@ -122,46 +115,116 @@ impl Netlink {
         &self.netns
     }
 
-    pub(crate) fn handle(&self) -> &rtnetlink::Handle {
-        match &self.handle {
-            Some(handle) => handle,
-            // Taken only in drop, after which nothing can call this.
-            None => unreachable!("netlink handle used while dropping"),
-        }
-    }
-
-    /// Runs one request to completion on the shared runtime.
-    pub(crate) fn block_on<F: Future>(&self, fut: F) -> F::Output {
-        self.rt.block_on(fut)
-    }
-
     /// Error context naming the operation and this socket's namespace.
     pub(crate) fn ctx(&self, op: impl std::fmt::Display) -> String {
         format!("{op} (netns {})", self.netns.display())
     }
 
-    /// Maps an rtnetlink error with context.
-    pub(crate) fn nl_err(
+    /// Sends `msg` with `flags` (`NLM_F_REQUEST` is added; without
+    /// `NLM_F_DUMP`, `NLM_F_ACK` too) and returns the messages the kernel
+    /// answered with: every message of a dump up to its end, or whatever
+    /// precedes the acknowledgement (a get's reply, an echo). A refusal is an
+    /// error carrying the kernel's errno, in the context of `op`.
+    pub(crate) fn request(
         &self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
         op: impl std::fmt::Display,
-    ) -> impl FnOnce(rtnetlink::Error) -> Error {
-        let context = self.ctx(op);
-        move |e| Error::netlink(context, e)
-    }
-}
-
-impl Drop for Netlink {
-    fn drop(&mut self) {
-        // Without its last handle the connection task ends at its next poll;
-        // run it to the end now so the socket is closed with this value, not
-        // when another user of the shared runtime next blocks on it. Inside
-        // an async context blocking is not allowed: abort instead.
-        drop(self.handle.take());
-        if let Some(conn) = self.conn.take() {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                conn.abort();
-            } else {
-                let _ = self.rt.block_on(conn);
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        conn.seq = conn.seq.wrapping_add(1);
+        let seq = conn.seq;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
+        header.sequence_number = seq;
+        let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+        req.finalize();
+        let mut out = vec![0u8; req.buffer_len()];
+        req.serialize(&mut out);
+        let fd = conn.fd.as_raw_fd();
+        let context = || self.ctx(&op);
+        // SAFETY: an all-zero sockaddr_nl is valid; pid 0 is the kernel.
+        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: `out` and `kernel` are valid for the lengths given.
+        let sent = unsafe {
+            libc::sendto(
+                fd,
+                out.as_ptr().cast(),
+                out.len(),
+                0,
+                (&kernel as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            return Err(Error::io(context(), std::io::Error::last_os_error()));
+        }
+        let mut answers = Vec::new();
+        if conn.buf.len() < RECV_BUF {
+            conn.buf.resize(RECV_BUF, 0);
+        }
+        loop {
+            // SAFETY: the buffer is valid for writes of its length.
+            let n = unsafe {
+                libc::recv(
+                    fd,
+                    conn.buf.as_mut_ptr().cast(),
+                    conn.buf.len(),
+                    libc::MSG_TRUNC,
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::io(context(), e));
+            }
+            let n = n as usize;
+            if n > conn.buf.len() {
+                return Err(Error::protocol(context(), "reply truncated"));
+            }
+            let mut data = &conn.buf[..n];
+            while data.len() >= 16 {
+                let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
+                if len < 16 || len > data.len() {
+                    return Err(Error::protocol(context(), "malformed reply"));
+                }
+                let this = &data[..len];
+                let aligned = (len + 3) & !3;
+                data = data.get(aligned..).unwrap_or(&[]);
+                let reply_seq = u32::from_ne_bytes([this[8], this[9], this[10], this[11]]);
+                if reply_seq != seq {
+                    // A late answer to an earlier request: not ours.
+                    continue;
+                }
+                let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(this)
+                    .map_err(|e| Error::protocol(context(), e.to_string()))?;
+                match parsed.payload {
+                    NetlinkPayload::InnerMessage(m) => answers.push(m),
+                    NetlinkPayload::Error(e) => {
+                        let code = e.raw_code();
+                        if code != 0 {
+                            return Err(Error::nack(context(), code));
+                        }
+                        // The acknowledgement ends every request that is not a dump.
+                        if !dump {
+                            return Ok(answers);
+                        }
+                    }
+                    NetlinkPayload::Done(d) => {
+                        if d.code != 0 {
+                            return Err(Error::nack(context(), d.code));
+                        }
+                        return Ok(answers);
+                    }
+                    _ => {}
+                }
             }
         }
     }

@@ -17,10 +17,10 @@
 //! # let _ = host_side; Ok(()) }
 //! ```
 //!
-//! Each [`Netlink`] owns one socket created inside its namespace (on a helper
-//! thread, see [`Netlink::connect`] and [`Netlink::connect_on`]); all live
-//! handles of a process share one current-thread tokio runtime. Calls block
-//! until the kernel answers and must not be made from async tasks.
+//! Each [`Netlink`] owns one blocking socket created inside its namespace (on
+//! a helper thread, see [`Netlink::connect`] and [`Netlink::connect_on`], or
+//! by a thread moved there with [`Netns::enter`]). Calls block until the
+//! kernel answers; there is no async runtime.
 //! Netlink types are reached only through `rtnetlink::packet_route`, so the
 //! versions can't diverge.
 

@@ -2,10 +2,11 @@
 
 use std::net::IpAddr;
 
-use futures_util::TryStreamExt;
+use rtnetlink::packet_core::NLM_F_DUMP;
 use rtnetlink::packet_route::link::{
     InfoBridge, InfoData, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
+use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::{LinkBridgePort, LinkUnspec};
 
 use crate::error::{Error, Result};
@@ -155,33 +156,28 @@ impl Netlink {
     /// The link called `name`, or `None` when there is none.
     pub fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
         validate_ifname(name)?;
-        let req = self.handle().link().get().match_name(name).execute();
-        let result: std::result::Result<Vec<LinkMessage>, _> = self.block_on(req.try_collect());
-        self.one_link(result, format!("get link {name}"))
+        let mut query = LinkMessage::default();
+        query
+            .attributes
+            .push(LinkAttribute::IfName(name.to_string()));
+        self.one_link(query, format!("get link {name}"))
     }
 
     /// The link with index `index`, or `None` when there is none.
     pub fn link_by_index(&self, index: u32) -> Result<Option<Link>> {
-        let req = self.handle().link().get().match_index(index).execute();
-        let result: std::result::Result<Vec<LinkMessage>, _> = self.block_on(req.try_collect());
-        self.one_link(result, format!("get link {index}"))
+        let mut query = LinkMessage::default();
+        query.header.index = index;
+        self.one_link(query, format!("get link {index}"))
     }
 
-    fn one_link(
-        &self,
-        result: std::result::Result<Vec<LinkMessage>, rtnetlink::Error>,
-        op: String,
-    ) -> Result<Option<Link>> {
-        match result {
-            Ok(msgs) => Ok(msgs.into_iter().next().map(Link::from_message)),
-            Err(e) => {
-                let err = Error::netlink(self.ctx(op), e);
-                if err.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(err)
-                }
-            }
+    fn one_link(&self, query: LinkMessage, op: String) -> Result<Option<Link>> {
+        match self.request(RouteNetlinkMessage::GetLink(query), 0, op) {
+            Ok(msgs) => Ok(msgs.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(Link::from_message(l)),
+                _ => None,
+            })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -194,17 +190,24 @@ impl Netlink {
 
     /// Every link in the namespace.
     pub fn links(&self) -> Result<Vec<Link>> {
-        let req = self.handle().link().get().execute();
-        let msgs: Vec<LinkMessage> = self
-            .block_on(req.try_collect())
-            .map_err(self.nl_err("list links"))?;
-        Ok(msgs.into_iter().map(Link::from_message).collect())
+        let msgs = self.request(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+            "list links",
+        )?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(Link::from_message(l)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Sends an `ip link set`-style change.
     fn change(&self, msg: LinkMessage, op: String) -> Result<()> {
-        let req = self.handle().link().change(msg).execute();
-        self.block_on(req).map_err(self.nl_err(op))
+        self.request(RouteNetlinkMessage::NewLink(msg), 0, op)
+            .map(drop)
     }
 
     /// `ip link set <index> up`.
@@ -258,9 +261,7 @@ impl Netlink {
     /// Hairpin mode of a bridge port (`bridge link set dev X hairpin on`).
     pub fn set_hairpin(&self, index: u32, on: bool) -> Result<()> {
         let msg = LinkBridgePort::new(index).hairpin(on).build();
-        let req = self.handle().link().set_port(msg).execute();
-        self.block_on(req)
-            .map_err(self.nl_err(format!("set hairpin {on} on bridge port {index}")))
+        self.change(msg, format!("set hairpin {on} on bridge port {index}"))
     }
 
     /// Several bridge-port flags in one request (`bridge link set dev X hairpin
@@ -273,9 +274,7 @@ impl Netlink {
         if let Some(on) = flags.isolated {
             msg = msg.isolated(on);
         }
-        let req = self.handle().link().set_port(msg.build()).execute();
-        self.block_on(req)
-            .map_err(self.nl_err(format!("set {flags:?} on bridge port {index}")))
+        self.change(msg.build(), format!("set {flags:?} on bridge port {index}"))
     }
 
     /// `ip link set <index> name <new_name>`. Kernels before 6.x refuse to
@@ -288,9 +287,14 @@ impl Netlink {
 
     /// `ip link del <index>`. Deleting one end of a veth deletes both.
     pub fn delete_link(&self, index: u32) -> Result<()> {
-        let req = self.handle().link().del(index).execute();
-        self.block_on(req)
-            .map_err(self.nl_err(format!("delete link {index}")))
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        self.request(
+            RouteNetlinkMessage::DelLink(msg),
+            0,
+            format!("delete link {index}"),
+        )
+        .map(drop)
     }
 }
 

@@ -2,11 +2,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use futures_util::TryStreamExt;
+use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE};
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::RouteNetlinkMessage;
 
 use crate::error::Result;
 use crate::handle::Netlink;
@@ -130,17 +131,26 @@ fn fdb_of(msg: &NeighbourMessage) -> Option<FdbEntry> {
 impl Netlink {
     /// `ip neigh replace <ip> lladdr <mac> dev <index> nud permanent`.
     pub fn add_neighbour(&self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
-        let req = self
-            .handle()
-            .neighbours()
-            .add(index, ip)
-            .link_layer_address(&mac)
-            .replace()
-            .execute();
-        self.block_on(req).map_err(self.nl_err(format!(
-            "replace neighbour {ip} lladdr {} on link {index}",
-            format_mac(&mac)
-        )))
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = match ip {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        msg.header.ifindex = index;
+        msg.header.state = NeighbourState::Permanent;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::from(ip)));
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        self.request(
+            RouteNetlinkMessage::NewNeighbour(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            format!(
+                "replace neighbour {ip} lladdr {} on link {index}",
+                format_mac(&mac)
+            ),
+        )
+        .map(drop)
     }
 
     /// `ip neigh del <ip> dev <index>`; a missing entry gives
@@ -154,20 +164,27 @@ impl Netlink {
         msg.header.ifindex = index;
         msg.attributes
             .push(NeighbourAttribute::Destination(NeighbourAddress::from(ip)));
-        let req = self.handle().neighbours().del(msg).execute();
-        self.block_on(req)
-            .map_err(self.nl_err(format!("delete neighbour {ip} on link {index}")))
+        self.request(
+            RouteNetlinkMessage::DelNeighbour(msg),
+            0,
+            format!("delete neighbour {ip} on link {index}"),
+        )
+        .map(drop)
     }
 
     /// The ARP and NDP entries of link `index`, any state.
     pub fn neighbours(&self, index: u32) -> Result<Vec<Neighbour>> {
-        let req = self.handle().neighbours().get().execute();
-        let msgs: Vec<NeighbourMessage> = self
-            .block_on(req.try_collect())
-            .map_err(self.nl_err(format!("list neighbours of link {index}")))?;
+        let msgs = self.request(
+            RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
+            NLM_F_DUMP,
+            format!("list neighbours of link {index}"),
+        )?;
         Ok(msgs
             .iter()
-            .filter_map(neighbour_of)
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n) => neighbour_of(n),
+                _ => None,
+            })
             .filter(|n| n.index == index)
             .collect())
     }
@@ -175,18 +192,21 @@ impl Netlink {
     /// `bridge fdb replace <mac> dev <index> dst <dst> self permanent`:
     /// the device's own entry (e.g. VXLAN: frames to `mac` go to VTEP `dst`).
     pub fn add_fdb(&self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<()> {
-        let req = self
-            .handle()
-            .neighbours()
-            .add_bridge(index, &mac)
-            .flags(NeighbourFlags::Own)
-            .destination(dst)
-            .replace()
-            .execute();
-        self.block_on(req).map_err(self.nl_err(format!(
-            "replace fdb {} dst {dst} on link {index}",
-            format_mac(&mac)
-        )))
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        msg.header.ifindex = index;
+        msg.header.state = NeighbourState::Permanent;
+        msg.header.flags = NeighbourFlags::Own;
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::from(dst)));
+        self.request(
+            RouteNetlinkMessage::NewNeighbour(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            format!("replace fdb {} dst {dst} on link {index}", format_mac(&mac)),
+        )
+        .map(drop)
     }
 
     /// `bridge fdb del <mac> dev <index> [dst <dst>] self`: with `dst`, only
@@ -204,26 +224,30 @@ impl Netlink {
             msg.attributes
                 .push(NeighbourAttribute::Destination(NeighbourAddress::from(ip)));
         }
-        let req = self.handle().neighbours().del(msg).execute();
-        self.block_on(req)
-            .map_err(self.nl_err(format!("delete fdb {} on link {index}", format_mac(&mac))))
+        self.request(
+            RouteNetlinkMessage::DelNeighbour(msg),
+            0,
+            format!("delete fdb {} on link {index}", format_mac(&mac)),
+        )
+        .map(drop)
     }
 
     /// The FDB entries reported for link `index` (its own and, for a bridge
     /// port, its bridge's).
     pub fn fdb_entries(&self, index: u32) -> Result<Vec<FdbEntry>> {
-        let req = self
-            .handle()
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Bridge)
-            .execute();
-        let msgs: Vec<NeighbourMessage> = self
-            .block_on(req.try_collect())
-            .map_err(self.nl_err(format!("list fdb of link {index}")))?;
+        let mut query = NeighbourMessage::default();
+        query.header.family = AddressFamily::Bridge;
+        let msgs = self.request(
+            RouteNetlinkMessage::GetNeighbour(query),
+            NLM_F_DUMP,
+            format!("list fdb of link {index}"),
+        )?;
         Ok(msgs
             .iter()
-            .filter_map(fdb_of)
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n) => fdb_of(n),
+                _ => None,
+            })
             .filter(|e| e.index == index)
             .collect())
     }

@@ -117,7 +117,7 @@ impl Netns {
     /// For short, synchronous work on a thread that owns no async runtime
     /// (a plugin's main thread between netlink calls): no helper thread to
     /// create, hand over to and join. Sockets created meanwhile stay bound to
-    /// this namespace. Never call it on a tokio worker or from async code.
+    /// this namespace. Never call it on an async runtime's worker thread.
     pub fn enter(&self) -> Result<NetnsGuard> {
         let context = || format!("enter netns {}", self.path.display());
         let home = File::open("/proc/thread-self/ns/net").map_err(|e| Error::io(context(), e))?;

@@ -2,13 +2,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use futures_util::TryStreamExt;
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
+use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric,
     RouteProtocol, RouteScope, RouteType, RouteVia,
 };
 use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::RouteNetlinkMessage;
 
 use crate::error::{Error, Result};
 use crate::handle::Netlink;
@@ -262,8 +263,12 @@ impl Netlink {
     pub fn add_route(&self, route: &Route) -> Result<()> {
         let op = format!("add route {}", describe(route));
         let msg = route.to_message(false).map_err(|e| e.within(&op))?;
-        let req = self.handle().route().add(msg).execute();
-        self.block_on(req).map_err(self.nl_err(op))
+        self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            op,
+        )
+        .map(drop)
     }
 
     /// `ip route replace`: adds the route or replaces the one with the same
@@ -271,8 +276,12 @@ impl Netlink {
     pub fn replace_route(&self, route: &Route) -> Result<()> {
         let op = format!("replace route {}", describe(route));
         let msg = route.to_message(false).map_err(|e| e.within(&op))?;
-        let req = self.handle().route().add(msg).replace().execute();
-        self.block_on(req).map_err(self.nl_err(op))
+        self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            op,
+        )
+        .map(drop)
     }
 
     /// `ip route del`: fields left `None` match anything; a missing route
@@ -280,8 +289,8 @@ impl Netlink {
     pub fn del_route(&self, route: &Route) -> Result<()> {
         let op = format!("delete route {}", describe(route));
         let msg = route.to_message(true).map_err(|e| e.within(&op))?;
-        let req = self.handle().route().del(msg).execute();
-        self.block_on(req).map_err(self.nl_err(op))
+        self.request(RouteNetlinkMessage::DelRoute(msg), 0, op)
+            .map(drop)
     }
 
     /// The unicast routes of the main table for `family`.
@@ -293,13 +302,17 @@ impl Netlink {
     pub fn routes_in_table(&self, family: IpFamily, table: u32) -> Result<Vec<Route>> {
         let mut query = RouteMessage::default();
         query.header.address_family = family.address_family();
-        let req = self.handle().route().get(query).execute();
-        let msgs: Vec<RouteMessage> = self
-            .block_on(req.try_collect())
-            .map_err(self.nl_err(format!("list {family:?} routes of table {table}")))?;
+        let msgs = self.request(
+            RouteNetlinkMessage::GetRoute(query),
+            NLM_F_DUMP,
+            format!("list {family:?} routes of table {table}"),
+        )?;
         Ok(msgs
             .iter()
-            .filter_map(Route::from_message)
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => Route::from_message(r),
+                _ => None,
+            })
             .filter(|r| r.table.unwrap_or(MAIN_TABLE) == table)
             .collect())
     }
