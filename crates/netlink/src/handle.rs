@@ -5,7 +5,7 @@
 //! (a plugin makes a dozen requests and exits; a runtime's start, its epoll
 //! and eventfd round trips per request cost more than the requests).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -44,8 +44,8 @@ impl std::fmt::Debug for Netlink {
     }
 }
 
-/// Creates the socket in the namespace of the calling thread.
-fn open_socket(context: &str) -> Result<OwnedFd> {
+/// Creates a route-netlink socket in the namespace of the calling thread.
+pub(crate) fn open_socket(context: &str) -> Result<OwnedFd> {
     // SAFETY: plain syscalls; the descriptor is owned right away.
     let fd = unsafe {
         let raw = libc::socket(
@@ -147,45 +147,13 @@ impl Netlink {
         req.serialize(&mut out);
         let fd = conn.fd.as_raw_fd();
         let context = || self.ctx(&op);
-        // SAFETY: an all-zero sockaddr_nl is valid; pid 0 is the kernel.
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: `out` and `kernel` are valid for the lengths given.
-        let sent = unsafe {
-            libc::sendto(
-                fd,
-                out.as_ptr().cast(),
-                out.len(),
-                0,
-                (&kernel as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(Error::io(context(), std::io::Error::last_os_error()));
-        }
+        send_to_kernel(fd, &out).map_err(|e| Error::io(context(), e))?;
         let mut answers = Vec::new();
         if conn.buf.len() < RECV_BUF {
             conn.buf.resize(RECV_BUF, 0);
         }
         loop {
-            // SAFETY: the buffer is valid for writes of its length.
-            let n = unsafe {
-                libc::recv(
-                    fd,
-                    conn.buf.as_mut_ptr().cast(),
-                    conn.buf.len(),
-                    libc::MSG_TRUNC,
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(Error::io(context(), e));
-            }
-            let n = n as usize;
+            let n = recv_from_kernel(fd, &mut conn.buf).map_err(|e| Error::io(context(), e))?;
             if n > conn.buf.len() {
                 return Err(Error::protocol(context(), "reply truncated"));
             }
@@ -226,6 +194,44 @@ impl Netlink {
                     _ => {}
                 }
             }
+        }
+    }
+}
+
+/// Sends one datagram of requests to the kernel.
+pub(crate) fn send_to_kernel(fd: RawFd, buf: &[u8]) -> std::io::Result<()> {
+    // SAFETY: an all-zero sockaddr_nl is valid; pid 0 is the kernel.
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: `buf` and `kernel` are valid for the lengths given.
+    let sent = unsafe {
+        libc::sendto(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            0,
+            (&kernel as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Receives one datagram; returns its full length, which exceeds
+/// `buf.len()` when it did not fit (`MSG_TRUNC`).
+pub(crate) fn recv_from_kernel(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
         }
     }
 }

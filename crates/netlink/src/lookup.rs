@@ -7,9 +7,10 @@
 
 use std::ffi::CStr;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 use crate::error::{Error, Result};
+use crate::handle::{open_socket, recv_from_kernel, send_to_kernel};
 
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
@@ -50,47 +51,13 @@ pub fn route_oif(ip: IpAddr) -> Result<Option<u32>> {
     req.extend_from_slice(&RTA_DST.to_ne_bytes());
     req.extend_from_slice(&addr);
 
-    // SAFETY: plain syscalls on a descriptor we own and buffers we hold.
-    let fd = unsafe {
-        let raw = libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        );
-        if raw < 0 {
-            return Err(os_err(&what));
-        }
-        OwnedFd::from_raw_fd(raw)
-    };
-    // SAFETY: an all-zero sockaddr_nl is valid; pid 0 addresses the kernel.
-    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    // SAFETY: `req` and `kernel` are valid for the lengths given.
-    let sent = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            req.as_ptr().cast(),
-            req.len(),
-            0,
-            (&kernel as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return Err(os_err(&what));
-    }
+    let fd = open_socket(&what)?;
+    send_to_kernel(fd.as_raw_fd(), &req).map_err(|e| Error::io(&what, e))?;
     let mut buf = vec![0u8; 8192];
-    let n = loop {
-        // SAFETY: `buf` is valid for writes of its length.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let e = os_err(&what);
-        if e.errno() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    };
+    let n = recv_from_kernel(fd.as_raw_fd(), &mut buf).map_err(|e| Error::io(&what, e))?;
+    if n > buf.len() {
+        return Err(Error::protocol(&what, "reply truncated"));
+    }
     parse_reply(&buf[..n], &what)
 }
 
