@@ -30,6 +30,13 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo not found: install a Rust toolchain >= 1.85 (rustup), then rerun" >&2
   exit 1
 fi
+# The release build (tools/build-release.sh) prefers musl; best effort: the
+# tests and the demo don't need it, and without it that build uses glibc.
+musl="$(rustc -vV | sed -n 's/^host: //p' | sed 's/-gnu$/-musl/')"
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
+  rustup target add "$musl" >/dev/null 2>&1 \
+    || echo "install-deps: could not add the $musl target; release builds will link glibc" >&2
+fi
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps: run as root: the tests create network namespaces" >&2
   exit 1

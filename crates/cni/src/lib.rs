@@ -14,6 +14,7 @@
 //! that plugin of this same build; [`EXEC_ENV`] (`CNI_RS_EXEC_IPAM=1`)
 //! turns that off.
 
+pub mod arena;
 mod args;
 mod config;
 mod delegate;

@@ -155,7 +155,8 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 }
 
 /// The `main` of a plugin binary of this suite: embeds the build marker
-/// (named after the binary, `CARGO_BIN_NAME`) and runs the dispatcher.
+/// (named after the binary, `CARGO_BIN_NAME`), installs the one-shot
+/// allocator ([`arena`](crate::arena)) and runs the dispatcher.
 ///
 /// ```ignore
 /// cni::plugin_main!(host_local::HostLocal);
@@ -163,6 +164,9 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 #[macro_export]
 macro_rules! plugin_main {
     ($plugin:expr) => {
+        #[global_allocator]
+        static ONE_SHOT_ALLOC: $crate::arena::OneShotAlloc = $crate::arena::OneShotAlloc;
+
         fn main() -> ::std::process::ExitCode {
             $crate::embed_marker!();
             $crate::run(&$plugin)

@@ -80,7 +80,8 @@ pub fn release_sockets() {
 }
 
 const RECV_TIMEOUT: Duration = Duration::from_secs(10);
-const RECV_BUF: usize = 256 * 1024;
+/// Dump answers come in datagrams of at most 32 KiB.
+const RECV_BUF: usize = 64 * 1024;
 
 pub(crate) struct Socket {
     /// `None` only once parked (in drop).
@@ -106,7 +107,7 @@ impl Socket {
         // SAFETY: `raw` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let tv = libc::timeval {
-            tv_sec: RECV_TIMEOUT.as_secs() as libc::time_t,
+            tv_sec: RECV_TIMEOUT.as_secs().try_into().unwrap_or(10),
             tv_usec: 0,
         };
         // SAFETY: `tv` outlives the call; the size matches its type.
