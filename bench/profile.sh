@@ -3,7 +3,7 @@
 # throwaway namespaces (nothing outside them is touched; everything is removed
 # on exit, also on Ctrl-C).
 #
-#   cargo build --release --workspace --bins
+#   tools/build-release.sh
 #   sudo bench/profile.sh [RUNS]          # default 20 runs per measurement
 #
 # Prints, per invocation (medians over RUNS):
@@ -19,12 +19,12 @@ set -euo pipefail
 
 RUNS=${1:-20}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-OURS=${OURS:-$ROOT/target/release}
+OURS=${OURS:-$ROOT/target/release-static}
 for t in strace perf ip nft python3; do
     command -v "$t" >/dev/null || { echo "missing $t (apt-get install strace linux-perf iproute2 nftables python3)" >&2; exit 1; }
 done
 for p in bridge host-local portmap; do
-    [ -x "$OURS/$p" ] || { echo "$OURS/$p missing: cargo build --release --workspace --bins" >&2; exit 1; }
+    [ -x "$OURS/$p" ] || { echo "$OURS/$p missing: tools/build-release.sh" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 1; }
 

@@ -21,8 +21,8 @@ Runs our CNI plugins (a release build) and the reference Go plugins side by
 side, alternating run by run, inside throwaway network namespaces, and prints
 p50 / p99 latencies, ratios, floors, peak RSS and binary sizes.
 
-Build first:  tools/build-release.sh   (static release build in target/<host triple>/release)
-Then (root):  target/x86_64-unknown-linux-gnu/release/cni-bench --plot bench/results/latest.svg --save bench/results/latest.json
+Build first:  tools/build-release.sh   (static release build, linked to target/release-static)
+Then (root):  target/release-static/cni-bench --plot bench/results/latest.svg --save bench/results/latest.json
 
 options:
   --iterations N     sequential ADD+DEL runs per side and scenario (default 200;

@@ -5,7 +5,7 @@
 //!
 //! ```sh
 //! tools/build-release.sh
-//! target/x86_64-unknown-linux-gnu/release/cni-bench --plot bench/results/latest.svg --save bench/results/latest.json
+//! target/release-static/cni-bench --plot bench/results/latest.svg --save bench/results/latest.json
 //! ```
 //!
 //! Every scenario runs in throwaway namespaces: one sandbox per scenario and
