@@ -4,8 +4,9 @@
 //!
 //! A plugin implements [`Plugin`] and its `main.rs` is
 //! `cni::plugin_main!(my_plugin::MyPlugin);`, which runs the dispatcher
-//! ([`run`]) and embeds the build marker ([`marker`]) that tells our own
-//! binaries from others on CNI_PATH.
+//! ([`run`]), embeds the build marker ([`marker`]) that tells our own
+//! binaries from others on CNI_PATH, and installs the one-shot allocator
+//! ([`arena`]).
 //!
 //! A plugin that delegates (bridge -> its IPAM plugin) calls [`delegate`],
 //! which execs the plugin found along CNI_PATH as libcni does, or
