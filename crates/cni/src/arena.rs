@@ -52,11 +52,14 @@ unsafe impl GlobalAlloc for OneShotAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let mut used = USED.load(Ordering::Relaxed);
         loop {
-            let start = (base() + used).next_multiple_of(layout.align()) - base();
-            let end = match start.checked_add(layout.size()) {
+            let start = (base() + used)
+                .checked_next_multiple_of(layout.align())
+                .map(|a| a - base());
+            let end = match start.and_then(|s| s.checked_add(layout.size())) {
                 Some(end) if end <= ARENA_SIZE => end,
                 _ => return System.alloc(layout),
             };
+            let start = end - layout.size();
             match USED.compare_exchange_weak(used, end, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return (base() + start) as *mut u8,
                 Err(now) => used = now,

@@ -21,6 +21,12 @@ use crate::netns::{Netns, NetnsThread};
 /// 32 KiB; anything larger is reported as truncated.
 const RECV_BUF: usize = 64 * 1024;
 
+/// `NLM_F_DUMP_INTR`: the dump was interrupted by a change.
+const NLM_F_DUMP_INTR: u16 = 0x10;
+
+/// How many times an interrupted dump is asked for.
+const DUMP_ATTEMPTS: usize = 3;
+
 /// A route-netlink socket in one network namespace.
 ///
 /// Every method blocks until the kernel has answered. Requests from several
@@ -133,7 +139,26 @@ impl Netlink {
         flags: u16,
         op: impl std::fmt::Display,
     ) -> Result<Vec<RouteNetlinkMessage>> {
+        // A dump cut short by a concurrent change (NLM_F_DUMP_INTR) may miss
+        // entries: ask again, a few times.
+        for _ in 0..DUMP_ATTEMPTS - 1 {
+            match self.request_once(msg.clone(), flags, &op)? {
+                (answers, false) => return Ok(answers),
+                (_, true) => continue,
+            }
+        }
+        Ok(self.request_once(msg, flags, &op)?.0)
+    }
+
+    /// One exchange; the flag says whether a dump was interrupted.
+    fn request_once(
+        &self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        op: &dyn std::fmt::Display,
+    ) -> Result<(Vec<RouteNetlinkMessage>, bool)> {
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut interrupted = false;
         let mut conn = self
             .conn
             .lock()
@@ -148,7 +173,7 @@ impl Netlink {
         let mut out = vec![0u8; req.buffer_len()];
         req.serialize(&mut out);
         let fd = conn.fd.as_raw_fd();
-        let context = || self.ctx(&op);
+        let context = || self.ctx(op);
         send_to_kernel(fd, &out).map_err(|e| Error::io(context(), e))?;
         let mut answers = Vec::new();
         loop {
@@ -170,6 +195,9 @@ impl Netlink {
                     // A late answer to an earlier request: not ours.
                     continue;
                 }
+                if u16::from_ne_bytes([this[6], this[7]]) & NLM_F_DUMP_INTR != 0 {
+                    interrupted = true;
+                }
                 let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(this)
                     .map_err(|e| Error::protocol(context(), e.to_string()))?;
                 match parsed.payload {
@@ -181,14 +209,14 @@ impl Netlink {
                         }
                         // The acknowledgement ends every request that is not a dump.
                         if !dump {
-                            return Ok(answers);
+                            return Ok((answers, interrupted));
                         }
                     }
                     NetlinkPayload::Done(d) => {
                         if d.code != 0 {
                             return Err(Error::nack(context(), d.code));
                         }
-                        return Ok(answers);
+                        return Ok((answers, interrupted));
                     }
                     _ => {}
                 }

@@ -122,7 +122,10 @@ impl Netns {
         let context = || format!("enter netns {}", self.path.display());
         let home = File::open("/proc/thread-self/ns/net").map_err(|e| Error::io(context(), e))?;
         setns(&self.file, CloneFlags::CLONE_NEWNET).map_err(|e| Error::os(context(), e as i32))?;
-        Ok(NetnsGuard { home })
+        Ok(NetnsGuard {
+            home,
+            _not_send: std::marker::PhantomData,
+        })
     }
 
     /// Runs `f` on a new, short-lived thread that has joined this namespace,
@@ -160,6 +163,9 @@ impl Netns {
 #[must_use = "the thread leaves the namespace when the guard is dropped"]
 pub struct NetnsGuard {
     home: File,
+    /// Not `Send`: dropped on another thread, it would move that thread home
+    /// and leave the one that entered inside.
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl Drop for NetnsGuard {

@@ -334,6 +334,19 @@ impl Layout {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
+        // Without nf_tables in the kernel nothing of ours can exist. Any
+        // other netlink failure with no `nft` to fall back on is the answer:
+        // the fallback would call a missing binary "nothing installed".
+        if nl_err.nf_tables_absent() {
+            return Ok(());
+        }
+        if !nl_err.is_disabled() && exec::nft_binary().is_err() {
+            return Err(Error::new(
+                crate::ErrorKind::NftFailed,
+                ctx,
+                nl_err.detail(),
+            ));
+        }
         let by_nft = self.remove_with(&ctx, |l| {
             let mut chains: BTreeSet<String> = names
                 .iter()
@@ -347,15 +360,7 @@ impl Layout {
             }
             (chains, 0)
         });
-        match by_nft {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_missing_binary() => Err(Error::new(
-                crate::ErrorKind::NftFailed,
-                ctx,
-                nl_err.detail(),
-            )),
-            Err(e) => Err(e),
-        }
+        by_nft.map(drop)
     }
 
     /// Removes every attachment whose tag says it belongs to the network

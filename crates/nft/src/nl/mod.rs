@@ -314,14 +314,22 @@ pub(crate) fn detach(layout: &Layout, tag: &str, names: &[String]) -> Result<(),
     let table = layout.table;
     if disabled() {
         return Err(NlError {
-            errno: libc::EPERM,
+            errno: socket::DISABLED,
             what: "netlink disabled by CNI_RS_NFT_EXEC=1".into(),
         });
     }
     let mut sock = Socket::open()?;
     let mut last = None;
     for _ in 0..DEL_ATTEMPTS {
-        let rules = rule_tags(&mut sock, family, table)?;
+        let rules = match rule_tags(&mut sock, family, table) {
+            Ok(r) => r,
+            // Interrupted by a concurrent change: list again.
+            Err(e) if e.errno == libc::EINTR => {
+                last = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let mut chains: BTreeSet<String> = BTreeSet::new();
         for (chain, comments) in &rules {
             let att = layout.att_prefixes.iter().any(|p| chain.starts_with(p));
@@ -339,12 +347,22 @@ pub(crate) fn detach(layout: &Layout, tag: &str, names: &[String]) -> Result<(),
             return Ok(());
         }
         let mut listed = Vec::new();
+        let mut interrupted = None;
         for map in &layout.maps {
-            for e in map_elems(&mut sock, family, table, map.name)? {
-                if e.target.as_ref().is_some_and(|t| chains.contains(t)) {
-                    listed.push((map.name, e));
-                }
+            match map_elems(&mut sock, family, table, map.name) {
+                Ok(elems) => listed.extend(
+                    elems
+                        .into_iter()
+                        .filter(|e| e.target.as_ref().is_some_and(|t| chains.contains(t)))
+                        .map(|e| (map.name, e)),
+                ),
+                Err(e) if e.errno == libc::EINTR => interrupted = Some(e),
+                Err(e) => return Err(e),
             }
+        }
+        if let Some(e) = interrupted {
+            last = Some(e);
+            continue;
         }
         let mut b = Batch::new(&mut sock, family);
         for (map, e) in &listed {

@@ -14,6 +14,7 @@ pub(crate) const NLMSG_ERROR: u16 = 2;
 pub(crate) const NLMSG_DONE: u16 = 3;
 pub(crate) const NLM_F_REQUEST: u16 = 0x1;
 pub(crate) const NLM_F_ACK: u16 = 0x4;
+pub(crate) const NLM_F_DUMP_INTR: u16 = 0x10;
 pub(crate) const NLM_F_DUMP: u16 = 0x300;
 pub(crate) const NLM_F_EXCL: u16 = 0x200;
 pub(crate) const NLM_F_CREATE: u16 = 0x400;
@@ -268,6 +269,7 @@ impl<'a> Attrs<'a> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Msg<'a> {
     pub ty: u16,
+    pub flags: u16,
     pub seq: u32,
     pub payload: &'a [u8],
 }
@@ -297,6 +299,7 @@ pub(crate) fn messages(mut data: &[u8]) -> Vec<Msg<'_>> {
         }
         out.push(Msg {
             ty: u16::from_ne_bytes([data[4], data[5]]),
+            flags: u16::from_ne_bytes([data[6], data[7]]),
             seq: u32::from_ne_bytes([data[8], data[9], data[10], data[11]]),
             payload: &data[16..len],
         });

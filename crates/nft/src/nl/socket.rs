@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use super::msg::{
     messages, MsgBuf, NETLINK_NETFILTER, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END,
-    NFNL_SUBSYS_NFTABLES, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+    NFNL_SUBSYS_NFTABLES, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR,
+    NLM_F_REQUEST,
 };
 
 /// A failed netlink exchange: the errno and what we were doing.
@@ -29,7 +30,20 @@ impl NlError {
         }
     }
 
+    /// The kernel has no nf_tables (no netfilter netlink family).
+    pub fn nf_tables_absent(&self) -> bool {
+        matches!(self.errno, libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT)
+    }
+
+    /// `CNI_RS_NFT_EXEC=1` turned the netlink path off.
+    pub fn is_disabled(&self) -> bool {
+        self.errno == DISABLED
+    }
+
     pub fn detail(&self) -> String {
+        if self.is_disabled() {
+            return self.what.clone();
+        }
         format!(
             "{}: {}",
             self.what,
@@ -37,6 +51,9 @@ impl NlError {
         )
     }
 }
+
+/// The errno of [`NlError`]s for "netlink path disabled" (never a kernel's).
+pub(crate) const DISABLED: i32 = -1;
 
 /// Whether sockets are parked instead of closed (see [`park_sockets`]).
 static PARKING: AtomicBool = AtomicBool::new(false);
@@ -70,6 +87,7 @@ fn parked() -> std::sync::MutexGuard<'static, (Vec<OwnedFd>, bool)> {
 /// rules are already gone, only their memory is not freed yet. A one-shot
 /// plugin calls this once its own work is done.
 pub fn release_sockets() {
+    PARKING.store(false, Ordering::Relaxed);
     let (fds, deleted) = std::mem::take(&mut *parked());
     if deleted && !fds.is_empty() {
         let keep: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
@@ -226,6 +244,24 @@ impl Socket {
             NFNL_SUBSYS_NFTABLES,
         );
         buf.end(e);
+        // The kernel queues every acknowledgement at once when it commits;
+        // the default receive buffer (~208 KiB) holds a few hundred. Make
+        // room for a large batch (a portmap with many mappings), or the acks
+        // are lost (ENOBUFS) after the batch was applied.
+        let room = acks.len().saturating_mul(1024).saturating_add(64 * 1024);
+        if room > 128 * 1024 {
+            let size = libc::c_int::try_from(room).unwrap_or(libc::c_int::MAX);
+            // SAFETY: `size` outlives the call; the length matches its type.
+            unsafe {
+                libc::setsockopt(
+                    self.raw(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
         self.send(&buf.buf, what)?;
         let mut pending: Vec<u32> = acks.to_vec();
         let mut rx = vec![0u8; RECV_BUF];
@@ -273,6 +309,14 @@ impl Socket {
             for m in messages(&rx[..n]) {
                 if m.seq != seq {
                     continue;
+                }
+                if m.flags & NLM_F_DUMP_INTR != 0 {
+                    // The table changed while the kernel dumped it: the
+                    // listing may be incomplete. The caller lists again.
+                    return Err(NlError {
+                        errno: libc::EINTR,
+                        what: format!("{what}: interrupted by a concurrent change"),
+                    });
                 }
                 match m.ty {
                     NLMSG_DONE => return Ok(out),
@@ -356,14 +400,29 @@ fn hand_to_child(keep: &[RawFd]) {
     // only `sorted`, allocated before the fork.
     unsafe {
         if libc::fork() == 0 {
+            let close_range = |first: u32, last: u32| {
+                let done = libc::syscall(
+                    libc::SYS_close_range,
+                    libc::c_long::from(first),
+                    libc::c_long::from(last),
+                    0 as libc::c_long,
+                ) == 0;
+                if !done {
+                    // Kernels before 5.9 (or a seccomp filter): one by one,
+                    // up to the descriptors a plugin can have open.
+                    for fd in first..=last.min(4095) {
+                        libc::close(fd as libc::c_int);
+                    }
+                }
+            };
             let mut next = 0u32;
             for &fd in &sorted {
                 if fd > next {
-                    libc::syscall(libc::SYS_close_range, next, fd - 1, 0u32);
+                    close_range(next, fd - 1);
                 }
                 next = fd.saturating_add(1);
             }
-            libc::syscall(libc::SYS_close_range, next, u32::MAX, 0u32);
+            close_range(next, u32::MAX);
             libc::_exit(0);
         }
     }
