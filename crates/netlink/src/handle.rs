@@ -139,6 +139,9 @@ impl Netlink {
         flags: u16,
         op: impl std::fmt::Display,
     ) -> Result<Vec<RouteNetlinkMessage>> {
+        if flags & NLM_F_DUMP != NLM_F_DUMP {
+            return Ok(self.request_once(msg, flags, &op)?.0);
+        }
         // A dump cut short by a concurrent change (NLM_F_DUMP_INTR) may miss
         // entries: ask again, a few times.
         for _ in 0..DUMP_ATTEMPTS - 1 {
