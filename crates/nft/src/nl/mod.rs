@@ -252,10 +252,7 @@ fn rule_tags(
         |b| b.attr_str(attr::RULE_TABLE, table),
         &format!("list the rules of table {table}"),
     );
-    let replies = match replies {
-        Err(e) if e.errno == libc::ENOENT => return Ok(BTreeMap::new()),
-        r => r?,
-    };
+    let replies = or_when_absent(replies, Vec::new())?;
     let mut out: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
     for p in &replies {
         let attrs = msg::Attrs { data: p };
@@ -280,10 +277,14 @@ fn chain_exists(sock: &mut Socket, family: u8, table: &str, chain: &str) -> Resu
         },
         &format!("look up chain {chain}"),
     );
+    or_when_absent(r.map(|_| true), false)
+}
+
+/// ENOENT (no such table, chain or map) means "nothing there".
+fn or_when_absent<T>(r: Result<T, NlError>, nothing: T) -> Result<T, NlError> {
     match r {
-        Ok(_) => Ok(true),
-        Err(e) if e.errno == libc::ENOENT => Ok(false),
-        Err(e) => Err(e),
+        Err(e) if e.errno == libc::ENOENT => Ok(nothing),
+        other => other,
     }
 }
 
@@ -297,11 +298,7 @@ fn map_elems(sock: &mut Socket, family: u8, table: &str, map: &str) -> Result<Ve
         },
         &format!("list map {map}"),
     );
-    match r {
-        Ok(p) => Ok(parse_elems(&p)),
-        Err(e) if e.errno == libc::ENOENT => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
+    or_when_absent(r.map(|p| parse_elems(&p)), Vec::new())
 }
 
 /// Removes one attachment: the chains named `names` and every chain of the
