@@ -15,7 +15,7 @@ use rtnetlink::packet_core::{
 use rtnetlink::packet_route::RouteNetlinkMessage;
 
 use crate::error::{Error, Result};
-use crate::netns::{Netns, NetnsThread};
+use crate::netns::Netns;
 
 /// Room for one datagram from the kernel: dumps come in skbs of at most
 /// 32 KiB; anything larger is reported as truncated.
@@ -100,16 +100,21 @@ impl Netlink {
     /// helper thread that joins the namespace and exits; the socket stays bound
     /// to that namespace and is used from the caller's thread afterwards.
     pub fn connect(netns: &Netns) -> Result<Netlink> {
-        Netlink::connect_on(&netns.thread()?)
+        let context = format!("open netlink socket in netns {}", netns.path().display());
+        let fd = netns.run_in(|| open_socket(&context))??;
+        Ok(Netlink::new(fd, netns.path().to_path_buf()))
     }
 
-    /// Opens a socket inside the namespace of `thread`, created there by the
-    /// helper thread (which stays available for other jobs, e.g. sysctls).
-    pub fn connect_on(thread: &NetnsThread) -> Result<Netlink> {
-        let path = thread.netns_path().to_path_buf();
-        let context = format!("open netlink socket in netns {}", path.display());
-        let fd = thread.run(move || open_socket(&context))??;
-        Ok(Netlink::new(fd, path))
+    /// Opens a socket inside `netns` from the calling thread, moved there for
+    /// that moment ([`Netns::enter`]): no helper thread. For a plugin's own
+    /// threads; never on an async runtime's worker.
+    pub fn connect_entering(netns: &Netns) -> Result<Netlink> {
+        let context = format!("open netlink socket in netns {}", netns.path().display());
+        let fd = {
+            let _inside = netns.enter()?;
+            open_socket(&context)?
+        };
+        Ok(Netlink::new(fd, netns.path().to_path_buf()))
     }
 
     /// Opens a socket in the calling thread's own namespace.

@@ -18,9 +18,9 @@
 //! ```
 //!
 //! Each [`Netlink`] owns one blocking socket created inside its namespace (on
-//! a helper thread, see [`Netlink::connect`] and [`Netlink::connect_on`], or
-//! by a thread moved there with [`Netns::enter`]). Calls block until the
-//! kernel answers; there is no async runtime.
+//! a short-lived helper thread, see [`Netlink::connect`], or by the calling
+//! thread moved there for the moment, [`Netlink::connect_entering`]). Calls
+//! block until the kernel answers; there is no async runtime.
 //! Netlink types are reached only through `rtnetlink::packet_route`, so the
 //! versions can't diverge.
 
@@ -41,6 +41,6 @@ pub use handle::Netlink;
 pub use ipnetwork::IpNetwork;
 pub use link::{format_mac, validate_ifname, Link, PortFlags, VxlanInfo};
 pub use neigh::{FdbEntry, Neighbour};
-pub use netns::{Netns, NetnsGuard, NetnsThread};
+pub use netns::{Netns, NetnsGuard};
 pub use route::{IpFamily, Route, DEFAULT_V4, DEFAULT_V6, MAIN_TABLE};
 pub use sysctl::{sysctl_path, Sysctl};

@@ -4,7 +4,6 @@ use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use nix::sched::{setns, CloneFlags};
 
@@ -104,12 +103,6 @@ impl Netns {
         })
     }
 
-    /// Starts a helper thread inside this namespace that runs several jobs
-    /// (see [`NetnsThread`]); the calling thread never changes namespace.
-    pub fn thread(&self) -> Result<NetnsThread> {
-        NetnsThread::spawn(self)
-    }
-
     /// Moves the calling thread into this namespace until the returned guard
     /// is dropped, which moves it back (and aborts the process if the kernel
     /// refuses that: going on in the wrong namespace is never an option).
@@ -179,187 +172,6 @@ impl Drop for NetnsGuard {
     }
 }
 
-/// A job for a [`NetnsThread`]: runs on the helper thread, stores its own result.
-type Job = Box<dyn FnOnce() + Send>;
-
-/// A helper thread that has joined a network namespace and stays there to
-/// run several jobs, e.g. open a netlink socket at the start of an ADD and
-/// write the container's sysctls once its interface exists: one thread and
-/// one `setns` for both instead of a thread per job.
-///
-/// The thread runs only the jobs given to it, one at a time, and ends when
-/// the handle is dropped (which waits for it), so it can't leak into other
-/// work. A panic in a job is resumed on the calling thread.
-pub struct NetnsThread {
-    mailbox: Arc<Mailbox>,
-    /// Serializes callers of `run`: the mailbox holds one job.
-    turn: Mutex<()>,
-    /// The thread's result is the `setns` outcome.
-    worker: Mutex<Option<std::thread::JoinHandle<Result<()>>>>,
-    path: PathBuf,
-}
-
-/// The hand-over between a [`NetnsThread`] and its thread (a mutex and a
-/// condition variable rather than channels: less code in every plugin).
-#[derive(Default)]
-struct Mailbox {
-    slot: Mutex<Slot>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct Slot {
-    job: Option<Job>,
-    /// Jobs finished so far.
-    done: u64,
-    /// The owner is dropping: no more jobs.
-    closed: bool,
-    /// The thread has ended (done, failed to join the namespace, panicked).
-    ended: bool,
-}
-
-/// Locks, ignoring poisoning: the guarded values stay consistent (a panic
-/// only ever happens inside a job, outside the locks).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Marks the thread ended however it leaves (its `setns` error, a panic in
-/// a job, the owner closing), so a waiting `run` wakes up.
-struct EndedOnDrop(Arc<Mailbox>);
-
-impl Drop for EndedOnDrop {
-    fn drop(&mut self) {
-        lock(&self.0.slot).ended = true;
-        self.0.changed.notify_all();
-    }
-}
-
-impl std::fmt::Debug for NetnsThread {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NetnsThread")
-            .field("netns", &self.path)
-            .finish()
-    }
-}
-
-impl NetnsThread {
-    fn spawn(netns: &Netns) -> Result<NetnsThread> {
-        let path = netns.path.clone();
-        let context = format!("enter netns {}", path.display());
-        let file = netns
-            .file
-            .try_clone()
-            .map_err(|e| Error::io(context.clone(), e))?;
-        let mailbox = Arc::new(Mailbox::default());
-        let theirs = Arc::clone(&mailbox);
-        let worker = std::thread::Builder::new()
-            .name("netns".into())
-            .spawn(move || {
-                let _ended = EndedOnDrop(Arc::clone(&theirs));
-                // Not waited for by the spawner: the first job is handed
-                // over at once and finds the thread inside (or ended).
-                setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| Error::os(context, e as i32))?;
-                drop(file);
-                loop {
-                    let job = {
-                        let mut slot = lock(&theirs.slot);
-                        loop {
-                            if let Some(job) = slot.job.take() {
-                                break job;
-                            }
-                            if slot.closed {
-                                return Ok(());
-                            }
-                            slot = theirs
-                                .changed
-                                .wait(slot)
-                                .unwrap_or_else(|poisoned| poisoned.into_inner());
-                        }
-                    };
-                    job();
-                    lock(&theirs.slot).done += 1;
-                    theirs.changed.notify_all();
-                }
-            })
-            .map_err(|e| Error::io(format!("enter netns {}", path.display()), e))?;
-        Ok(NetnsThread {
-            mailbox,
-            turn: Mutex::new(()),
-            worker: Mutex::new(Some(worker)),
-            path,
-        })
-    }
-
-    /// The path of the namespace the thread lives in (for messages).
-    pub fn netns_path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Runs `f` on the helper thread, inside the namespace, and returns its
-    /// result. Fails when the thread could not join the namespace.
-    pub fn run<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> T + Send + 'static,
-    {
-        let _turn = lock(&self.turn);
-        let result: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
-        let out = Arc::clone(&result);
-        let job: Job = Box::new(move || {
-            let value = f();
-            *lock(&out) = Some(value);
-        });
-        {
-            let mut slot = lock(&self.mailbox.slot);
-            if !slot.ended {
-                let target = slot.done + 1;
-                slot.job = Some(job);
-                self.mailbox.changed.notify_all();
-                while slot.done < target && !slot.ended {
-                    slot = self
-                        .mailbox
-                        .changed
-                        .wait(slot)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                }
-            }
-        }
-        if let Some(value) = lock(&result).take() {
-            return Ok(value);
-        }
-        // The thread ended: it could not join the namespace (its error is
-        // its result) or `f` panicked (resumed here).
-        let ended = lock(&self.worker).take();
-        let outcome = match ended.map(|w| w.join()) {
-            Some(Ok(outcome)) => outcome,
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => Ok(()),
-        };
-        Err(match outcome {
-            Err(e) => e,
-            Ok(()) => Error::protocol(
-                format!("run in netns {}", self.path.display()),
-                "the helper thread has ended",
-            ),
-        })
-    }
-}
-
-impl Drop for NetnsThread {
-    fn drop(&mut self) {
-        // Closing the mailbox ends the thread; waiting for it means no
-        // thread of ours is left inside the namespace after this.
-        lock(&self.mailbox.slot).closed = true;
-        self.mailbox.changed.notify_all();
-        if let Some(worker) = lock(&self.worker).take() {
-            // A panic was already resumed in `run`; a setns failure was
-            // returned there (or nobody asked).
-            let _ = worker.join();
-        }
-    }
-}
-
 impl AsFd for Netns {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
@@ -403,32 +215,6 @@ mod tests {
         assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{err}");
         let err = Netns::open("/proc/self/status").unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{err}");
-    }
-
-    #[test]
-    fn one_thread_runs_several_jobs_inside_and_resumes_panics() {
-        let ns = Netns::current().expect("current");
-        let thread = ns.thread().expect("thread");
-        let first = thread
-            .run(|| {
-                (
-                    std::thread::current().id(),
-                    Netns::current().map(|n| n.id()),
-                )
-            })
-            .expect("first job");
-        let second = thread
-            .run(|| std::thread::current().id())
-            .expect("second job");
-        assert_eq!(first.0, second, "the same helper thread");
-        assert_ne!(first.0, std::thread::current().id());
-        assert_eq!(first.1.expect("current inside"), ns.id());
-        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            thread.run(|| panic!("job panics"))
-        }));
-        assert!(panicked.is_err(), "the panic reaches the caller");
-        let err = thread.run(|| ()).unwrap_err();
-        assert!(err.to_string().contains("ended"), "{err}");
     }
 
     #[test]

@@ -55,10 +55,7 @@ pub fn add(req: &Request) -> Result<CniResult, Error> {
     // The container's socket is made by this thread, moved into the
     // container for that moment (no runtime runs on it between requests);
     // the guard brings it back before anything else happens.
-    let ctr = {
-        let _inside = ctr_ns.enter().map_err(nl)?;
-        Netlink::connect_current().map_err(nl)?
-    };
+    let ctr = Netlink::connect_entering(&ctr_ns).map_err(nl)?;
     // Asked before IPAM runs, not inferred from the veth creation's EEXIST:
     // a repeated ADD of a live attachment gets its own lease back from IPAM,
     // and rolling that back would release the live attachment's address.

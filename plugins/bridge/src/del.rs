@@ -88,10 +88,7 @@ fn delete_container_link(req: &Request) -> Result<(), Error> {
         return Ok(());
     };
     // This (scoped) thread makes the container's socket itself: no helper.
-    let ctr = {
-        let _inside = ns.enter().map_err(nl)?;
-        Netlink::connect_current().map_err(nl)?
-    };
+    let ctr = Netlink::connect_entering(&ns).map_err(nl)?;
     match ctr.link_by_name(req.ifname()?.as_str()).map_err(nl)? {
         Some(link) => match ctr.delete_link(link.index) {
             Err(e) if !e.is_not_found() => Err(nl(e)),
