@@ -3,11 +3,17 @@
 # Skips apt entirely when everything is already there (CI reruns are quick).
 set -euo pipefail
 
+# Installed with --no-install-recommends, so every package a step needs is named
+# here, even when another package merely recommends it (checked with
+# `apt-cache depends`; ../shared/tools/fresh-debian-check.sh proves the list).
 packages=(
   protobuf-compiler            # protoc, for etcd-client's build script
+  libprotobuf-dev              # google/protobuf/*.proto that etcd-client's protos import (only recommended by protobuf-compiler)
   etcd-server                  # etcd, started by the test fixtures on loopback
   etcd-client                  # etcdctl, for poking at etcd by hand
   nftables                     # nft, our firewall/NAT backend
+  netbase                      # /etc/protocols and /etc/services, which nft resolves names with (only recommended by nftables)
+  procps                       # pgrep, for test.sh's check that no etcd is left running
   iproute2                     # ip, for namespaces in tests and the demo
   iputils-ping                 # ping, for the demo and datapath tests
   busybox                      # httpd and wget, for the demo's web page

@@ -158,9 +158,11 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 /// (named after the binary, `CARGO_BIN_NAME`), installs the one-shot
 /// allocator ([`arena`](crate::arena)) and runs the dispatcher.
 ///
-/// ```ignore
-/// cni::plugin_main!(host_local::HostLocal);
-/// ```
+/// A plugin's whole `main.rs` is `cni::plugin_main!(loopback::Loopback);`.
+/// The macro reads `CARGO_BIN_NAME`, which cargo sets for binaries and
+/// examples but not for doctests, so the compiled example is
+/// `examples/noop_plugin.rs`, built by `cargo test` and run by
+/// `tests/plugin_main.rs`.
 #[macro_export]
 macro_rules! plugin_main {
     ($plugin:expr) => {
