@@ -4,6 +4,7 @@
 //! files or etcd.
 
 mod addr;
+pub mod conf;
 mod range;
 mod walk;
 

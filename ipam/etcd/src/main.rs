@@ -1,0 +1,1 @@
+cni::plugin_main!(etcd_ipam::EtcdIpam);
