@@ -366,3 +366,334 @@ pub fn plan_release(keys: &Keys, state: &ReleaseState) -> ReleasePlan {
         blocks,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipam_core::{RangeConfig, RangeSet};
+
+    const NODE: &str = "node-a";
+
+    fn pool() -> Pool {
+        // 10.90.0.0/28 in /30 blocks: .0/30 (2 usable), .4, .8 (4), .12 (3).
+        let cfg = RangeConfig {
+            subnet: "10.90.0.0/28".into(),
+            ..Default::default()
+        };
+        Pool::new(
+            vec![RangeSet::from_config(&[cfg]).unwrap()],
+            Some(30),
+            None,
+            vec![],
+        )
+        .unwrap()
+    }
+
+    fn keys() -> Keys {
+        Keys::new("/p", "net")
+    }
+
+    fn who(id: &str) -> Attachment<'_> {
+        Attachment {
+            node: NODE,
+            container_id: id,
+            ifname: "eth0",
+        }
+    }
+
+    fn cidr(s: &str) -> Cidr {
+        s.parse().unwrap()
+    }
+
+    fn block(node: &str, c: &str, used: &[(&str, &str)], rev: i64) -> Entry<Block> {
+        Entry {
+            key: keys().block(node, &cidr(c)),
+            value: Block {
+                cidr: cidr(c),
+                node: node.into(),
+                allocations: used
+                    .iter()
+                    .map(|(ip, h)| (ip.parse().unwrap(), h.to_string()))
+                    .collect(),
+            },
+            mod_revision: rev,
+        }
+    }
+
+    fn stored_pool() -> Option<Entry<PoolRecord>> {
+        Some(Entry {
+            key: keys().pool(),
+            value: pool().record(),
+            mod_revision: 1,
+        })
+    }
+
+    fn write(plan: AddPlan) -> AddWrite {
+        match plan {
+            AddPlan::Write(w) => w,
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_existing_handle_is_returned_as_it_is() {
+        let h = HandleRecord {
+            node: NODE.into(),
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+            ips: vec![],
+        };
+        let state = AddState {
+            handle: Some(Entry {
+                key: "k".into(),
+                value: h.clone(),
+                mod_revision: 3,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_add(&pool(), &keys(), who("c1"), &[None], &state).unwrap(),
+            AddPlan::Existing(h)
+        );
+    }
+
+    #[test]
+    fn own_block_first_guarded_by_its_revision() {
+        let state = AddState {
+            pool: stored_pool(),
+            my_blocks: vec![block(NODE, "10.90.0.4/30", &[("10.90.0.4", "x")], 7)],
+            ..Default::default()
+        };
+        let w = write(plan_add(&pool(), &keys(), who("c1"), &[None], &state).unwrap());
+        assert_eq!(w.handle.ips[0].address, cidr("10.90.0.5/28"));
+        assert_eq!(w.handle.ips[0].gateway, Some("10.90.0.1".parse().unwrap()));
+        assert_eq!(w.blocks.len(), 1);
+        assert_eq!(w.blocks[0].guard, Guard::Revision(7));
+        assert_eq!(w.blocks[0].block.allocations.len(), 2);
+        assert_eq!(
+            w.blocks[0].block.allocations[&"10.90.0.5".parse().unwrap()],
+            "node-a/c1/eth0"
+        );
+        assert_eq!(w.handle_key, "/p/net/handles/node-a/c1/eth0");
+        assert_eq!(w.create_pool, None, "the pool record exists");
+    }
+
+    #[test]
+    fn a_full_node_reads_claims_then_claims_a_new_block() {
+        let full = block(
+            NODE,
+            "10.90.0.0/30",
+            &[("10.90.0.2", "x"), ("10.90.0.3", "y")],
+            5,
+        );
+        let mut state = AddState {
+            my_blocks: vec![full],
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_add(&pool(), &keys(), who("c1"), &[None], &state).unwrap(),
+            AddPlan::Read(Need::Claims)
+        );
+        state.claims = Some([(cidr("10.90.0.0/30"), NODE.to_string())].into());
+        let w = write(plan_add(&pool(), &keys(), who("c1"), &[None], &state).unwrap());
+        let b = &w.blocks[0];
+        assert_ne!(b.block.cidr, cidr("10.90.0.0/30"));
+        assert_eq!(
+            b.guard,
+            Guard::NewClaim {
+                claim_key: keys().claim(&b.block.cidr)
+            }
+        );
+        assert_eq!(
+            w.create_pool,
+            Some(pool().record()),
+            "the first write records the pool"
+        );
+    }
+
+    #[test]
+    fn borrowing_only_when_every_block_is_claimed_then_exhaustion() {
+        let mut state = AddState {
+            pool: stored_pool(),
+            my_blocks: vec![block(
+                NODE,
+                "10.90.0.0/30",
+                &[("10.90.0.2", "x"), ("10.90.0.3", "y")],
+                5,
+            )],
+            claims: Some(
+                [
+                    "10.90.0.0/30",
+                    "10.90.0.4/30",
+                    "10.90.0.8/30",
+                    "10.90.0.12/30",
+                ]
+                .iter()
+                .map(|c| (cidr(c), "someone".to_string()))
+                .collect(),
+            ),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_add(&pool(), &keys(), who("c1"), &[None], &state).unwrap(),
+            AddPlan::Read(Need::AllBlocks)
+        );
+        let others = vec![
+            state.my_blocks[0].clone(),
+            block(
+                "node-b",
+                "10.90.0.4/30",
+                &[
+                    ("10.90.0.4", "b"),
+                    ("10.90.0.5", "b"),
+                    ("10.90.0.6", "b"),
+                    ("10.90.0.7", "b"),
+                ],
+                9,
+            ),
+            block("node-b", "10.90.0.8/30", &[("10.90.0.8", "b")], 11),
+        ];
+        state.all_blocks = Some(others.clone());
+        let w = write(plan_add(&pool(), &keys(), who("c1"), &[None], &state).unwrap());
+        assert_eq!(w.handle.ips[0].address, cidr("10.90.0.9/28"));
+        assert_eq!(w.handle.ips[0].owner, "node-b");
+        assert_eq!(
+            w.blocks[0].key,
+            keys().block("node-b", &cidr("10.90.0.8/30"))
+        );
+        assert_eq!(w.blocks[0].guard, Guard::Revision(11));
+        // Nothing left anywhere: code 101.
+        let mut all_full = others;
+        all_full[2] = block(
+            "node-b",
+            "10.90.0.8/30",
+            &[
+                ("10.90.0.8", "b"),
+                ("10.90.0.9", "b"),
+                ("10.90.0.10", "b"),
+                ("10.90.0.11", "b"),
+            ],
+            11,
+        );
+        all_full.push(block(
+            "node-b",
+            "10.90.0.12/30",
+            &[
+                ("10.90.0.12", "b"),
+                ("10.90.0.13", "b"),
+                ("10.90.0.14", "b"),
+            ],
+            12,
+        ));
+        state.all_blocks = Some(all_full);
+        let e = plan_add(&pool(), &keys(), who("c1"), &[None], &state).unwrap_err();
+        assert_eq!(e.code, ErrorCode::NO_ADDRESS);
+    }
+
+    #[test]
+    fn a_requested_address_in_an_unclaimed_block_claims_it_and_a_taken_one_is_refused() {
+        let state = AddState {
+            all_blocks: Some(vec![]),
+            claims: Some(BTreeMap::new()),
+            ..Default::default()
+        };
+        let want = Some("10.90.0.9".parse().unwrap());
+        let w = write(plan_add(&pool(), &keys(), who("c1"), &[want], &state).unwrap());
+        assert_eq!(w.handle.ips[0].address, cidr("10.90.0.9/28"));
+        assert!(matches!(w.blocks[0].guard, Guard::NewClaim { .. }));
+        let taken = AddState {
+            my_blocks: vec![block(
+                NODE,
+                "10.90.0.8/30",
+                &[("10.90.0.9", "node-a/c0/eth0")],
+                2,
+            )],
+            ..Default::default()
+        };
+        let e = plan_add(&pool(), &keys(), who("c1"), &[want], &taken).unwrap_err();
+        assert!(e.msg.contains("node-a/c0/eth0"), "{}", e.msg);
+    }
+
+    #[test]
+    fn a_different_pool_in_etcd_is_code_7() {
+        let mut other = pool().record();
+        other.sets[0].block_size = 29;
+        let state = AddState {
+            pool: Some(Entry {
+                key: keys().pool(),
+                value: other,
+                mod_revision: 1,
+            }),
+            ..Default::default()
+        };
+        let e = plan_add(&pool(), &keys(), who("c1"), &[None], &state).unwrap_err();
+        assert_eq!(e.code, ErrorCode::INVALID_CONFIG);
+    }
+
+    fn handle(ips: &[(&str, &str, &str)]) -> Entry<HandleRecord> {
+        Entry {
+            key: keys().handle(NODE, "c1", "eth0"),
+            value: HandleRecord {
+                node: NODE.into(),
+                container_id: "c1".into(),
+                ifname: "eth0".into(),
+                ips: ips
+                    .iter()
+                    .map(|(ip, owner, b)| HandleIp {
+                        address: format!("{ip}/28").parse().unwrap(),
+                        gateway: None,
+                        owner: owner.to_string(),
+                        block: cidr(b),
+                    })
+                    .collect(),
+            },
+            mod_revision: 4,
+        }
+    }
+
+    #[test]
+    fn release_removes_only_this_handles_entries_and_reads_borrowed_blocks_first() {
+        let h = handle(&[
+            ("10.90.0.5", NODE, "10.90.0.4/30"),
+            ("10.90.0.9", "node-b", "10.90.0.8/30"),
+        ]);
+        let mine = block(
+            NODE,
+            "10.90.0.4/30",
+            &[
+                ("10.90.0.5", "node-a/c1/eth0"),
+                ("10.90.0.6", "node-a/c2/eth0"),
+            ],
+            8,
+        );
+        let mut state = ReleaseState {
+            handle: Some(h),
+            blocks: [(mine.key.clone(), Some(mine))].into(),
+        };
+        let borrowed_key = keys().block("node-b", &cidr("10.90.0.8/30"));
+        assert_eq!(
+            plan_release(&keys(), &state),
+            ReleasePlan::Read(vec![borrowed_key.clone()])
+        );
+        // The lender's block now names someone else for that address: untouched.
+        let theirs = block(
+            "node-b",
+            "10.90.0.8/30",
+            &[("10.90.0.9", "node-b/cX/eth0")],
+            9,
+        );
+        state.blocks.insert(borrowed_key, Some(theirs));
+        let ReleasePlan::Write(w) = plan_release(&keys(), &state) else {
+            panic!("expected a write");
+        };
+        assert_eq!(w.handle_revision, 4);
+        assert_eq!(w.blocks.len(), 1);
+        let left: Vec<String> = w.blocks[0].value.allocations.values().cloned().collect();
+        assert_eq!(left, ["node-a/c2/eth0"]);
+        assert_eq!(w.blocks[0].mod_revision, 8);
+        assert_eq!(
+            plan_release(&keys(), &ReleaseState::default()),
+            ReleasePlan::Nothing
+        );
+    }
+}

@@ -312,3 +312,186 @@ fn fnv1a(bytes: &[u8]) -> u64 {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ranges: &[(&str, Option<&str>, Option<&str>)]) -> RangeSet {
+        let cfgs: Vec<RangeConfig> = ranges
+            .iter()
+            .map(|(subnet, start, end)| RangeConfig {
+                subnet: subnet.to_string(),
+                range_start: start.map(str::to_string),
+                range_end: end.map(str::to_string),
+                gateway: None,
+            })
+            .collect();
+        RangeSet::from_config(&cfgs).unwrap()
+    }
+
+    fn cidr(s: &str) -> Cidr {
+        s.parse().unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn block(c: &str, used: &[&str]) -> Block {
+        Block {
+            cidr: cidr(c),
+            node: "n".into(),
+            allocations: used.iter().map(|a| (ip(a), "h".to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn block_sizes_default_and_validate() {
+        let p = Pool::new(
+            vec![
+                set(&[("10.0.0.0/16", None, None)]),
+                set(&[("fd00::/64", None, None)]),
+            ],
+            None,
+            None,
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(p.sets()[0].block_size(), 26);
+        assert_eq!(p.sets()[1].block_size(), 122);
+        // A subnet smaller than the default block: blocks of the subnet's size.
+        let p = Pool::new(
+            vec![set(&[("10.0.0.0/28", None, None)])],
+            None,
+            None,
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(p.sets()[0].block_size(), 28);
+        for (bs, bs6) in [
+            (Some(19), None),
+            (Some(33), None),
+            (None, Some(115)),
+            (Some(24), None),
+        ] {
+            let sets = vec![
+                set(&[("10.0.0.0/25", None, None)]),
+                set(&[("fd00::/64", None, None)]),
+            ];
+            assert!(Pool::new(sets, bs, bs6, vec![]).is_err(), "{bs:?} {bs6:?}");
+        }
+    }
+
+    #[test]
+    fn two_sets_may_not_share_a_block() {
+        let a = set(&[("10.0.0.0/24", Some("10.0.0.1"), Some("10.0.0.100"))]);
+        let b = set(&[("10.0.0.0/24", Some("10.0.0.101"), Some("10.0.0.200"))]);
+        let e = Pool::new(vec![a.clone(), b], None, None, vec![]).unwrap_err();
+        assert!(e.msg.contains("share a block"), "{}", e.msg);
+        // Aligned apart at /26 they don't.
+        let c = set(&[("10.0.0.0/24", Some("10.0.0.128"), Some("10.0.0.200"))]);
+        assert!(Pool::new(vec![a, c], None, None, vec![]).is_ok());
+    }
+
+    #[test]
+    fn first_free_skips_gateway_exclusions_allocations_and_out_of_range() {
+        let p = Pool::new(
+            vec![set(&[(
+                "10.0.0.0/24",
+                Some("10.0.0.1"),
+                Some("10.0.0.200"),
+            )])],
+            Some(30),
+            None,
+            vec![cidr("10.0.0.2/32")],
+        )
+        .unwrap();
+        let s = &p.sets()[0];
+        // .0 before rangeStart, .1 gateway, .2 excluded, .3 free.
+        assert_eq!(
+            p.first_free(s, &block("10.0.0.0/30", &[])),
+            Some(ip("10.0.0.3"))
+        );
+        assert_eq!(p.first_free(s, &block("10.0.0.0/30", &["10.0.0.3"])), None);
+        assert_eq!(p.capacity(s, &cidr("10.0.0.0/30")), 1);
+        assert_eq!(p.capacity(s, &cidr("10.0.0.4/30")), 4);
+        assert_eq!(
+            p.capacity(s, &cidr("10.0.0.200/30")),
+            1,
+            ".201-.203 are past rangeEnd"
+        );
+        assert_eq!(s.block_of(ip("10.0.0.7")), Some(cidr("10.0.0.4/30")));
+        assert_eq!(p.set_of_block(&cidr("10.0.0.4/30")), Some(0));
+        assert_eq!(p.set_of_block(&cidr("10.0.1.0/30")), None);
+        assert_eq!(
+            p.set_of_block(&cidr("10.0.0.0/26")),
+            None,
+            "not this pool's block size"
+        );
+    }
+
+    #[test]
+    fn claims_skip_claimed_and_useless_blocks_and_spread_nodes() {
+        let p = Pool::new(
+            vec![set(&[("10.0.0.0/24", None, None)])],
+            Some(26),
+            None,
+            vec![cidr("10.0.0.64/26")],
+        )
+        .unwrap();
+        let s = &p.sets()[0];
+        assert_eq!(s.block_count(), 4);
+        let mut claimed = BTreeSet::new();
+        let mut order = Vec::new();
+        while let Some(b) = p.pick_unclaimed(s, "node-a", &claimed) {
+            assert_ne!(
+                b,
+                cidr("10.0.0.64/26"),
+                "a wholly excluded block is never claimed"
+            );
+            claimed.insert(b);
+            order.push(b);
+        }
+        assert_eq!(order.len(), 3);
+        // Deterministic per node; other names start elsewhere.
+        let firsts: BTreeSet<Cidr> = (0..20)
+            .filter_map(|i| p.pick_unclaimed(s, &format!("node-{i}"), &BTreeSet::new()))
+            .collect();
+        assert!(
+            firsts.len() > 1,
+            "every node would race for the same block: {firsts:?}"
+        );
+        assert_eq!(
+            p.pick_unclaimed(s, "node-a", &BTreeSet::new()),
+            Some(order[0])
+        );
+    }
+
+    #[test]
+    fn the_record_rebuilds_the_same_pool() {
+        let p = Pool::new(
+            vec![
+                set(&[("fd00::/64", None, None)]),
+                set(&[("10.0.0.0/16", Some("10.0.1.0"), None)]),
+            ],
+            Some(24),
+            None,
+            vec![
+                cidr("10.0.9.0/24"),
+                cidr("10.0.8.0/24"),
+                cidr("10.0.9.0/24"),
+            ],
+        )
+        .unwrap();
+        let r = p.record();
+        assert_eq!(r.sets[0].block_size, 24, "sets sorted: IPv4 first");
+        assert_eq!(
+            r.exclude,
+            [cidr("10.0.8.0/24"), cidr("10.0.9.0/24")],
+            "sorted, deduplicated"
+        );
+        let back = Pool::from_record(&r).unwrap();
+        assert_eq!(back.record(), r);
+    }
+}

@@ -408,3 +408,69 @@ fn etcd_unreachable_add_is_code_11_del_does_not_hang_status_is_50() {
         env.call_net("STATUS", &c).expect_error(50);
     }
 }
+
+/// A runtime kills a plugin on its own timeout: whatever the instant, what
+/// is left is nothing or a whole handle, and the runtime's DEL frees it.
+#[test]
+fn sigkill_at_any_instant_leaves_nothing_or_a_handle_that_del_frees() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let etcd = EtcdServer::start();
+    let env = Env::new("eikill9");
+    let c = conf(&etcd.endpoints(), "node-a", json!({}));
+    let bin = cni_harness::bins::bin("etcd-ipam");
+    let ids: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let mut child = Command::new(&bin)
+            .env_clear()
+            .env("CNI_COMMAND", "ADD")
+            .env("CNI_CONTAINERID", id)
+            .env("CNI_NETNS", env.netns())
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", "/nonexistent")
+            .env("CNI_ETCD_IPAM_LOCK_DIR", env.locks.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd-ipam");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(c.to_string().as_bytes());
+        }
+        // 0-39 x 0.25 ms: from before the config is read to after the commit.
+        std::thread::sleep(Duration::from_micros(250 * i as u64));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let all = dump(&etcd.endpoints(), "/cni-ipam/");
+    let handles = of_kind(&all, "handles");
+    // Every allocation in a block belongs to a handle that exists, and back.
+    let mut held = 0;
+    for b in of_kind(&all, "blocks").values() {
+        for holder in b["allocations"].as_object().unwrap().values() {
+            let key = holder.as_str().unwrap().to_string();
+            assert!(
+                handles.contains_key(&key),
+                "allocation of {key} without its handle"
+            );
+            held += 1;
+        }
+    }
+    assert_eq!(
+        held,
+        handles.len(),
+        "each handle has exactly its one allocation"
+    );
+    eprintln!(
+        "{} of {} killed ADDs had committed",
+        handles.len(),
+        ids.len()
+    );
+    for id in &ids {
+        let out = env.del(&c, id);
+        assert!(out.success(), "DEL {id}: {out:?}");
+    }
+    let all = dump(&etcd.endpoints(), "/cni-ipam/");
+    assert!(of_kind(&all, "handles").is_empty());
+    assert_eq!(allocations(&all), 0);
+}
