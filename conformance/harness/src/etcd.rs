@@ -46,6 +46,17 @@ pub struct EtcdServer {
     cluster: EtcdCluster,
 }
 
+/// TLS for the client port of every member (PEM files the test made).
+/// Health is then checked on a plain-HTTP metrics port of its own.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Require a client certificate signed by `ca`.
+    pub client_cert_auth: bool,
+}
+
 impl EtcdServer {
     /// Starts etcd and returns once it answers `/health` with `"health":"true"`.
     /// Panics (quoting etcd's log) when it does not within ~20 s, and names the
@@ -53,6 +64,13 @@ impl EtcdServer {
     pub fn start() -> EtcdServer {
         EtcdServer {
             cluster: EtcdCluster::start(1),
+        }
+    }
+
+    /// Like [`EtcdServer::start`], serving clients over TLS (`https://`).
+    pub fn start_tls(tls: ServerTls) -> EtcdServer {
+        EtcdServer {
+            cluster: EtcdCluster::start_with(1, Some(tls)),
         }
     }
 
@@ -83,6 +101,7 @@ impl EtcdServer {
 pub struct EtcdCluster {
     dir: PathBuf,
     token: String,
+    tls: Option<ServerTls>,
     members: Vec<Member>,
 }
 
@@ -91,6 +110,9 @@ struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// Plain-HTTP `/health` and `/metrics` when clients speak TLS.
+    metrics_port: Option<u16>,
+    tls: Option<ServerTls>,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -109,6 +131,11 @@ impl EtcdCluster {
     /// `"health":"true"` (in etcd 3.4: no alarm, a leader, and a quorum read
     /// through raft succeeded). Retries with fresh ports when etcd cannot bind them.
     pub fn start(n: usize) -> EtcdCluster {
+        EtcdCluster::start_with(n, None)
+    }
+
+    /// [`EtcdCluster::start`] with TLS on the client ports when `tls` says so.
+    pub fn start_with(n: usize, tls: Option<ServerTls>) -> EtcdCluster {
         assert!(n > 0, "an etcd cluster needs at least one member");
         require_tool("etcd", "etcd-server");
         let (dir, id) = make_fixture_dir();
@@ -116,6 +143,7 @@ impl EtcdCluster {
         let mut cluster = EtcdCluster {
             dir,
             token,
+            tls,
             members: Vec::new(),
         };
         for attempt in 1..=START_ATTEMPTS {
@@ -234,12 +262,15 @@ impl EtcdCluster {
     }
 
     fn try_start(&mut self, n: usize) -> Result<(), StartError> {
-        let ports = free_ports(2 * n);
+        let ports = free_ports(3 * n);
+        let tls = self.tls.clone();
         self.members = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
-                client_port: ports[2 * i],
-                peer_port: ports[2 * i + 1],
+                client_port: ports[3 * i],
+                peer_port: ports[3 * i + 1],
+                metrics_port: tls.as_ref().map(|_| ports[3 * i + 2]),
+                tls: tls.clone(),
                 dir: self.dir.join(format!("member-{i}")),
                 child: None,
             })
@@ -263,7 +294,7 @@ impl EtcdCluster {
                 }
             }
             for (member, ok) in self.members.iter().zip(&mut healthy) {
-                *ok = *ok || health_ok(member.client_port);
+                *ok = *ok || health_ok(member.health_port());
             }
             if healthy.iter().all(|ok| *ok) {
                 return Ok(());
@@ -322,7 +353,12 @@ impl Drop for EtcdCluster {
 
 impl Member {
     fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    fn health_port(&self) -> u16 {
+        self.metrics_port.unwrap_or(self.client_port)
     }
 
     fn peer_url(&self) -> String {
@@ -362,10 +398,18 @@ impl Member {
             .args(["--election-timeout", "500"])
             .args(["--snapshot-count", "1000"])
             .args(["--logger", "zap", "--log-level", "warn"])
-            .args(["--log-outputs", "stderr"])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(stderr);
+            .args(["--log-outputs", "stderr"]);
+        if let (Some(tls), Some(metrics)) = (&self.tls, self.metrics_port) {
+            cmd.arg("--cert-file")
+                .arg(&tls.cert)
+                .arg("--key-file")
+                .arg(&tls.key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg(format!("--client-cert-auth={}", tls.client_cert_auth))
+                .arg(format!("--listen-metrics-urls=http://127.0.0.1:{metrics}"));
+        }
+        cmd.stdin(Stdio::null()).stdout(log).stderr(stderr);
         // etcd reads every ETCD_<FLAG> variable as a flag: keep the caller's out.
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("ETCD") {
@@ -425,7 +469,7 @@ impl Member {
             if let Some(err) = self.exited_error() {
                 return Err(err);
             }
-            if health_ok(self.client_port) {
+            if health_ok(self.health_port()) {
                 return Ok(());
             }
             if Instant::now() >= deadline {

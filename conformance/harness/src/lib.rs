@@ -16,7 +16,7 @@ pub mod peer;
 mod plugin;
 mod tool;
 
-pub use etcd::{EtcdCluster, EtcdServer};
+pub use etcd::{EtcdCluster, EtcdServer, ServerTls};
 pub use netns::{Netns, Sandbox};
 pub use peer::{tcp_ask, tcp_ask_eventually, udp_ask, PeerServer};
 pub use plugin::{PluginCall, PluginOutput};

@@ -89,9 +89,13 @@ pub fn classify(e: etcd_client::Error) -> Failure {
             Code::Unauthenticated | Code::PermissionDenied => Failure::Fatal(
                 Error::invalid_config(format!("etcd refused access: {}", s.message())),
             ),
-            Code::InvalidArgument if s.message().contains("authentication failed") => {
+            // etcd 3.4 answers a bad password and a missing user alike.
+            Code::InvalidArgument
+                if s.message().contains("authentication failed")
+                    || s.message().contains("user name is empty") =>
+            {
                 Failure::Fatal(Error::invalid_config(format!(
-                    "etcd refused the credentials of ipam.etcd.username: {}",
+                    "etcd refused access (check ipam.etcd.username and password): {}",
                     s.message()
                 )))
             }
