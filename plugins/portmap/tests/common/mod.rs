@@ -127,6 +127,10 @@ impl Node {
         })
     }
 
+    /// `nft -j list table inet cni_portmap` in the host namespace; None only
+    /// when the table does not exist. Any other failure of `nft` (not
+    /// installed, no permission, a bad command) panics, so "nothing
+    /// installed" is never concluded from a listing that did not happen.
     pub fn nft_list(&self) -> Option<Value> {
         let out = self
             .host()
@@ -135,6 +139,12 @@ impl Node {
             .output()
             .expect("run nft");
         if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("No such file or directory"),
+                "nft list failed ({}): {err}",
+                out.status
+            );
             return None;
         }
         Some(serde_json::from_slice(&out.stdout).expect("nft JSON"))
