@@ -416,6 +416,13 @@ fn status_and_gc() {
             .run_in(net.sb.host())
     };
     assert!(status(&net).success());
+    // Both attachments' lease and rule are there before GC.
+    assert_eq!(net.leases(), ["10.88.0.2", "10.88.0.3"]);
+    let rules = net.nft_ruleset();
+    assert!(
+        rules.contains("10.88.0.2") && rules.contains("10.88.0.3"),
+        "{rules}"
+    );
     let mut gc = net.conf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "ctr0", "ifname": "eth0"}]);
     let out = PluginCall::new(net.bridge_bin(), "GC")
@@ -472,6 +479,12 @@ fn del_with_an_invalid_config_still_cleans_up() {
     let c = net.container();
     net.add(c);
     assert_eq!(net.leases(), ["10.88.0.2"]);
+    assert!(link_names(net.ns(c)).contains(&"eth0".to_string()));
+    let rules = net.nft_ruleset();
+    assert!(
+        rules.contains("10.88.0.2") && rules.contains("masquerade"),
+        "ADD installed the masquerade rule: {rules}"
+    );
     let mut bad = net.conf.clone();
     bad["mtu"] = json!(-5);
     let out = net.call("DEL", c).config(&bad).run_in(net.sb.host());
@@ -488,7 +501,9 @@ fn del_removes_rules_even_when_the_config_no_longer_asks_for_them() {
     net.conf["ipMasq"] = json!(true);
     let c = net.container();
     net.add(c);
-    assert!(net.nft_ruleset().contains("10.88.0.2"));
+    let rules = net.nft_ruleset();
+    assert!(rules.contains("10.88.0.2"), "{rules}");
+    assert!(rules.contains("masquerade"), "{rules}");
     net.conf["ipMasq"] = json!(false);
     assert!(net.del(c).success());
     assert!(!net.nft_ruleset().contains("10.88.0.2"), "rules removed");

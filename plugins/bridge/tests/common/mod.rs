@@ -107,7 +107,8 @@ impl Net {
         link_names(self.sb.host())
     }
 
-    /// The host namespace's nftables ruleset as text.
+    /// The host namespace's nftables ruleset as text. Panics when `nft`
+    /// fails: an empty listing must mean "no rules", never "no listing".
     pub fn nft_ruleset(&self) -> String {
         let out = self
             .sb
@@ -115,6 +116,29 @@ impl Net {
             .args(["list", "ruleset"])
             .output()
             .expect("nft (Debian package nftables)");
+        assert!(
+            out.status.success(),
+            "nft list ruleset failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The host namespace's iptables rules (`iptables-save`), for the
+    /// reference plugins' datapath. Panics when iptables-save fails.
+    pub fn iptables_rules(&self) -> String {
+        let out = self
+            .sb
+            .host_command("iptables-save")
+            .output()
+            .expect("iptables-save (Debian package iptables)");
+        assert!(
+            out.status.success(),
+            "iptables-save failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
