@@ -150,6 +150,75 @@ fn compare(conf: &Value) {
     let ours = observe(cni_harness::bins::plugin_dir(), conf);
     let reference = observe(reference_dir(), conf);
     assert_eq!(ours, reference, "config: {conf}");
+    // Equal is not enough: the same failure on both sides would be equal.
+    expect_success(&ours, conf);
+}
+
+/// The first address host-local grants in one of `base`'s subnets, and
+/// the bridge's gateway address there.
+fn grant_and_gateway(subnet: &str) -> (&'static str, &'static str) {
+    match subnet {
+        "10.88.0.0/24" => ("10.88.0.2/24", "10.88.0.1/24"),
+        "fd88::/64" => ("fd88::2/64", "fd88::1/64"),
+        other => panic!("no expectation written down for subnet {other}"),
+    }
+}
+
+/// What a working ADD, CHECK, DEL, DEL of `conf` must have observed,
+/// written down independently of either implementation.
+fn expect_success(obs: &Observed, conf: &Value) {
+    let subnets: Vec<String> = conf["ipam"]["ranges"]
+        .as_array()
+        .expect("ranges")
+        .iter()
+        .map(|set| set[0]["subnet"].as_str().expect("subnet").to_string())
+        .collect();
+    let mut want: Vec<String> = subnets
+        .iter()
+        .map(|s| grant_and_gateway(s).0.to_string())
+        .collect();
+    let granted: Vec<String> = obs.result["ips"]
+        .as_array()
+        .map(|ips| {
+            ips.iter()
+                .map(|i| i["address"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(granted, want, "result addresses, config: {conf}");
+    want.sort();
+    assert_eq!(obs.ctr_addrs, want, "container addresses, config: {conf}");
+    let mut gateways: Vec<String> = subnets
+        .iter()
+        .map(|s| grant_and_gateway(s).1.to_string())
+        .collect();
+    gateways.sort();
+    assert_eq!(
+        obs.bridge_addrs, gateways,
+        "bridge addresses, config: {conf}"
+    );
+    let mtu = conf["mtu"].as_u64().unwrap_or(1500);
+    assert_eq!(obs.ctr_mtu, json!(mtu), "container MTU, config: {conf}");
+    assert_eq!(
+        obs.hairpin,
+        json!(conf["hairpinMode"] == true),
+        "hairpin, config: {conf}"
+    );
+    for g in &want {
+        let ip = g.split('/').next().unwrap();
+        let lease = obs.lease_files.iter().find(|(name, _)| name == ip);
+        let owner = lease.map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned());
+        assert!(
+            owner.as_deref().is_some_and(|o| o.starts_with("ctr0")),
+            "lease file {ip} of ctr0 after ADD: {owner:?}, config: {conf}"
+        );
+    }
+    let version = conf["cniVersion"].as_str().unwrap_or_default();
+    let check = (version >= "0.4.0").then_some(true);
+    assert_eq!(obs.check_ok, check, "CHECK, config: {conf}");
+    assert!(obs.del_ok, "DEL, config: {conf}");
+    assert!(obs.del_twice_ok, "second DEL, config: {conf}");
+    assert_eq!(obs.leases_after_del, 0, "leases after DEL, config: {conf}");
 }
 
 #[test]
@@ -180,6 +249,16 @@ fn ipv4_ipv6_and_dual_stack_with_each_option() {
     }
 }
 
+/// Where each implementation keeps its masquerade rules: ours in nftables,
+/// the reference in iptables. Panics when the listing itself fails.
+fn masq_rules(net: &Net, ours: bool) -> String {
+    if ours {
+        net.nft_ruleset()
+    } else {
+        net.iptables_rules()
+    }
+}
+
 /// ipMasq: both masquerade the container address; ours in nftables, the
 /// reference in iptables (a deliberate difference: one nftables datapath).
 #[test]
@@ -192,18 +271,7 @@ fn ip_masq_rules_exist_in_each_datapath_and_go_with_del() {
         net.conf["ipMasq"] = json!(true);
         let c = net.container();
         net.add(c);
-        let rules = || {
-            if ours {
-                net.nft_ruleset()
-            } else {
-                let out = net
-                    .sb
-                    .host_command("iptables-save")
-                    .output()
-                    .expect("iptables-save");
-                String::from_utf8_lossy(&out.stdout).into_owned()
-            }
-        };
+        let rules = || masq_rules(&net, ours);
         let r = rules();
         let keyword = if ours { "masquerade" } else { "MASQUERADE" };
         assert!(
@@ -229,18 +297,17 @@ fn reference_bug_masquerade_rules_leak_on_del_without_namespace() {
         net.conf["ipMasq"] = json!(true);
         let c = net.container();
         net.add(c);
+        assert_eq!(net.leases(), ["10.88.0.2"], "ours={ours}: lease after ADD");
+        // The rule must be there after ADD, or "gone after DEL" proves nothing.
+        let after_add = masq_rules(&net, ours);
+        let keyword = if ours { "masquerade" } else { "MASQUERADE" };
+        assert!(
+            after_add.contains("10.88.0.2") && after_add.contains(keyword),
+            "ours={ours}: no masquerade rule for 10.88.0.2 after ADD: {after_add}"
+        );
         net.sb.container_mut(c).delete();
         assert!(net.del(c).success(), "ours={ours}");
-        let rules = if ours {
-            net.nft_ruleset()
-        } else {
-            let out = net
-                .sb
-                .host_command("iptables-save")
-                .output()
-                .expect("iptables-save");
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
+        let rules = masq_rules(&net, ours);
         leaked.push((ours, rules.contains("10.88.0.2")));
         assert!(net.leases().is_empty(), "ours={ours}: lease released");
     }
