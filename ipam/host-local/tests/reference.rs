@@ -66,7 +66,25 @@ fn modes(dir: &Path) -> BTreeMap<String, u32> {
 /// name) and compares every output and the lease directory after every call.
 /// Returns the ADD results of ours, in order.
 fn differential(f: &Fixture, version: &str, ipam: &Value, ops: &[Op]) -> Vec<Value> {
-    let mut results = Vec::new();
+    differential_steps(f, version, ipam, ops)
+        .into_iter()
+        .zip(ops)
+        .filter(|(step, o)| o.cmd == "ADD" && step.ok)
+        .map(|(step, _)| step.out)
+        .collect()
+}
+
+/// How one step of a sequence ended (both implementations agreed on it).
+#[derive(Debug)]
+struct Step {
+    ok: bool,
+    /// Ours: the ADD result, `null` for a silent CHECK/DEL, the error on failure.
+    out: Value,
+}
+
+/// [`differential`], returning every step's outcome.
+fn differential_steps(f: &Fixture, version: &str, ipam: &Value, ops: &[Op]) -> Vec<Step> {
+    let mut steps = Vec::new();
     for (n, o) in ops.iter().enumerate() {
         let step = format!("{version} step {n} {} {}/{}", o.cmd, o.id, o.ifname);
         let outs: Vec<_> = [("ours", ours()), ("ref", reference())]
@@ -88,9 +106,16 @@ fn differential(f: &Fixture, version: &str, ipam: &Value, ops: &[Op]) -> Vec<Val
         if a.success() {
             if o.cmd == "ADD" {
                 assert_eq!(a.json(), b.json(), "{step}: results differ");
-                results.push(a.json());
+                steps.push(Step {
+                    ok: true,
+                    out: a.json(),
+                });
             } else {
                 assert_eq!((a.stdout.as_str(), b.stdout.as_str()), ("", ""), "{step}");
+                steps.push(Step {
+                    ok: true,
+                    out: Value::Null,
+                });
             }
         } else {
             // Same message; the reference reports every failure as 999.
@@ -98,6 +123,7 @@ fn differential(f: &Fixture, version: &str, ipam: &Value, ops: &[Op]) -> Vec<Val
             assert_eq!(ea["msg"], eb["msg"], "{step}: error messages differ");
             assert_eq!(eb["code"], 999, "{step}");
             assert!(ea["code"] == 101 || ea["code"] == 102, "{step}: {ea}");
+            steps.push(Step { ok: false, out: ea });
         }
         assert_eq!(
             snapshot(&f.net_dir("ours")),
@@ -110,7 +136,7 @@ fn differential(f: &Fixture, version: &str, ipam: &Value, ops: &[Op]) -> Vec<Val
             "{step}: modes differ"
         );
     }
-    results
+    steps
 }
 
 #[test]
@@ -275,7 +301,7 @@ fn several_ranges_in_a_set_explicit_gateway_and_network_address() {
 fn requested_addresses_through_each_channel() {
     let f = Fixture::new("hl-diffreq");
     let ipam = json!({"ranges": [[{"subnet": "10.145.0.0/24"}], [{"subnet": "fd16::/64"}]]});
-    differential(
+    let steps = differential_steps(
         &f,
         "1.0.0",
         &ipam,
@@ -291,6 +317,57 @@ fn requested_addresses_through_each_channel() {
             op("ADD", "c5").cni_args("IP=10.145.0.50"),
         ],
     );
+    // Ours == reference is not enough (the same failure on both sides is
+    // equal): each step must also end as the spec says.
+    let granted = |n: usize| {
+        let s: &Step = &steps[n];
+        assert!(s.ok, "step {n} failed: {}", s.out);
+        addresses(&s.out)
+    };
+    // Each channel's request is granted in its own family; the other family
+    // walks round robin from the last reserved address.
+    assert_eq!(granted(0), ["10.145.0.50/24", "fd16::2/64"], "CNI_ARGS IP");
+    assert_eq!(
+        granted(1),
+        ["10.145.0.60/24", "fd16::60/64"],
+        "args.cni.ips"
+    );
+    assert_eq!(
+        granted(2),
+        ["10.145.0.61/24", "fd16::70/64"],
+        "runtimeConfig.ips"
+    );
+    assert_eq!(granted(3), ["10.145.0.62/24", "fd16::71/64"], "no request");
+    // The conflicting request is refused with "not available", code 101.
+    assert!(!steps[4].ok, "c5's request for c1's address was granted");
+    assert_eq!(steps[4].out["code"], 101, "{}", steps[4].out);
+    let msg = steps[4].out["msg"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("10.145.0.50") && msg.contains("not available"),
+        "{msg}"
+    );
+    assert!(steps[5].ok, "DEL c1: {}", steps[5].out);
+    assert_eq!(
+        granted(6),
+        ["10.145.0.50/24", "fd16::72/64"],
+        "freed by DEL"
+    );
+    let l = leases(&f.net_dir("ours"));
+    assert_eq!(
+        l.keys().collect::<Vec<_>>(),
+        [
+            "10.145.0.50",
+            "10.145.0.60",
+            "10.145.0.61",
+            "10.145.0.62",
+            "fd16::60",
+            "fd16::70",
+            "fd16::71",
+            "fd16::72"
+        ],
+        "{l:?}"
+    );
+    assert!(l["10.145.0.50"].starts_with("c5"), "{l:?}");
 }
 
 #[test]
