@@ -58,7 +58,11 @@ fn a_missing_plugin_makes_its_checks_not_applicable() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    for c in v["checks"].as_array().unwrap() {
+    let checks = v["checks"].as_array().unwrap();
+    // Both asked-for checks are reported (an empty list would pass the loop).
+    let ids: Vec<&str> = checks.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["ENV-001", "ADD-001"], "{v}");
+    for c in checks {
         assert_eq!(c["status"], "n/a", "{c}");
         assert!(c["detail"].as_str().unwrap().contains("no "), "{c}");
     }
