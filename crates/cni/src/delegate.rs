@@ -378,6 +378,21 @@ printf '{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.0.0.2/24","gat
             r.to_json(Version::V0_4_0),
             via_json.to_json(Version::V0_4_0)
         );
+        // What the fake returned, as a 0.4.0 result written out by hand: a
+        // conversion that loses or mangles a field fails here even when it
+        // round-trips consistently.
+        assert_eq!(
+            r.to_json(Version::V0_4_0),
+            serde_json::json!({
+                "cniVersion": "0.4.0",
+                "ips": [
+                    {"version": "4", "address": "10.0.0.2/24", "gateway": "10.0.0.1"},
+                    {"version": "6", "address": "fd00::2/64"}
+                ],
+                "routes": [{"dst": "0.0.0.0/0"}],
+                "dns": {"nameservers": ["10.0.0.1"]}
+            })
+        );
         assert_eq!(r.ips.len(), 2);
         assert_eq!(r.ips[0].address.to_string(), "10.0.0.2/24");
         assert_eq!(r.ips[1].address.to_string(), "fd00::2/64");

@@ -278,6 +278,68 @@ mod tests {
     #[test]
     fn same_input_same_batch() {
         assert_eq!(batch_cmds(), batch_cmds());
+        // And that batch is the one the module documents, written out by
+        // hand: a change to any statement, order or name fails here even
+        // when the builder stays deterministic. The chain is
+        // masq-<first 8 bytes of sha256("net1/ctr1/eth0")>, taken from
+        // `printf net1/ctr1/eth0 | sha256sum`.
+        let ch = "masq-a68925a4da6e89b7";
+        assert_eq!(chain(&att()), ch);
+        let t = |extra: Value| {
+            let mut o = json!({"family": "inet", "table": TABLE});
+            for (k, v) in extra.as_object().unwrap() {
+                o[k] = v.clone();
+            }
+            o
+        };
+        let m = |proto: &str, field: &str, op: &str, right: Value| {
+            json!({"match": {
+                "left": {"payload": {"field": field, "protocol": proto}},
+                "op": op,
+                "right": right
+            }})
+        };
+        let prefix = |addr: &str, len: u8| json!({"prefix": {"addr": addr, "len": len}});
+        let elem = |map: &str, val: &str| {
+            json!({"add": {"element": t(json!({"name": map, "elem": [[
+                {"elem": {"comment": "net1/ctr1/eth0", "counter": null,
+                          "expires": null, "timeout": null, "val": val}},
+                {"jump": {"target": ch}}
+            ]]}))}})
+        };
+        let expected = [
+            json!({"add": {"table": {"family": "inet", "name": "cni_masq"}}}),
+            json!({"add": {"map": t(json!({"name": "masq4", "map": "verdict", "type": "ipv4_addr"}))}}),
+            json!({"add": {"map": t(json!({"name": "masq6", "map": "verdict", "type": "ipv6_addr"}))}}),
+            json!({"add": {"chain": t(json!({"name": "postrouting", "type": "nat",
+                "hook": "postrouting", "prio": 100, "policy": "accept"}))}}),
+            json!({"flush": {"chain": t(json!({"name": "postrouting"}))}}),
+            json!({"add": {"rule": t(json!({"chain": "postrouting", "expr": [{"vmap": {
+                "key": {"payload": {"field": "saddr", "protocol": "ip"}}, "data": "@masq4"}}]}))}}),
+            json!({"add": {"rule": t(json!({"chain": "postrouting", "expr": [{"vmap": {
+                "key": {"payload": {"field": "saddr", "protocol": "ip6"}}, "data": "@masq6"}}]}))}}),
+            json!({"add": {"chain": t(json!({"name": ch}))}}),
+            json!({"flush": {"chain": t(json!({"name": ch}))}}),
+            json!({"add": {"rule": t(json!({"chain": ch, "comment": "net1/ctr1/eth0", "expr": [
+                m("ip", "saddr", "==", json!("10.88.0.5")),
+                m("ip", "daddr", "!=", prefix("10.88.0.0", 24)),
+                m("ip", "daddr", "!=", prefix("224.0.0.0", 4)),
+                {"masquerade": null}
+            ]}))}}),
+            json!({"add": {"rule": t(json!({"chain": ch, "comment": "net1/ctr1/eth0", "expr": [
+                m("ip6", "saddr", "==", json!("fd88::5")),
+                m("ip6", "daddr", "!=", prefix("fd88::", 64)),
+                m("ip6", "daddr", "!=", prefix("ff00::", 8)),
+                {"masquerade": null}
+            ]}))}}),
+            elem("masq4", "10.88.0.5"),
+            elem("masq6", "fd88::5"),
+        ];
+        let got = batch_cmds();
+        assert_eq!(got.len(), expected.len(), "{got:#?}");
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert_eq!(g, e, "command {i}");
+        }
     }
 
     #[test]
