@@ -112,9 +112,49 @@ fn ensure_bridge_refuses_a_non_bridge_of_that_name() {
     assert!(still.is_kind("veth"));
 }
 
+/// Whether the running kernel creates a VLAN-filtering bridge, asked of
+/// iproute2 (not our code) in the host namespace of `sb` (the probe bridge
+/// is deleted again): true when it does, false when it refuses with
+/// "Operation not supported". Any other outcome fails the test.
+fn kernel_has_bridge_vlan_filtering(sb: &Sandbox) -> bool {
+    let out = sb
+        .host()
+        .command("ip")
+        .args([
+            "link",
+            "add",
+            "vfprobe0",
+            "type",
+            "bridge",
+            "vlan_filtering",
+            "1",
+        ])
+        .output()
+        .expect("run ip (Debian package iproute2)");
+    if out.status.success() {
+        let j = ip_link(sb.host(), "vfprobe0");
+        assert_eq!(
+            j["linkinfo"]["info_data"]["vlan_filtering"], 1,
+            "iproute2 made the probe bridge but without filtering: {j}"
+        );
+        sb.host().ip(&["link", "del", "vfprobe0"]);
+        return true;
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Operation not supported"),
+        "probing bridge VLAN filtering with iproute2 failed otherwise: {err}"
+    );
+    false
+}
+
 #[test]
 fn vlan_filtering_is_applied_or_refused_cleanly() {
     let sb = Sandbox::new("nl-brvlan");
+    // Probed first, independently: the branch below must be the one this
+    // kernel supports (a bug that always refuses fails on a kernel with
+    // filtering; one that ignores the request fails on a kernel without).
+    let supported = kernel_has_bridge_vlan_filtering(&sb);
     let (_host, nl) = connect(sb.host());
     let spec = BridgeSpec {
         vlan_filtering: Some(true),
@@ -123,14 +163,32 @@ fn vlan_filtering_is_applied_or_refused_cleanly() {
     match nl.create_bridge(&spec) {
         Ok(br) => {
             // Kernel with CONFIG_BRIDGE_VLAN_FILTERING.
+            assert!(
+                supported,
+                "created {br:?} although this kernel refuses VLAN filtering"
+            );
             assert_eq!(br.vlan_filtering, Some(true));
             let j = ip_link(sb.host(), "cni3");
             assert_eq!(j["linkinfo"]["info_data"]["vlan_filtering"], 1, "{j}");
         }
         Err(err) => {
             // Kernel without it (as on these machines): a clear error, no bridge.
+            assert!(
+                !supported,
+                "refused VLAN filtering although this kernel supports it: {err}"
+            );
             assert_eq!(err.errno(), Some(libc::EOPNOTSUPP), "{err}");
             assert!(nl.link_by_name("cni3").expect("get").is_none());
         }
     }
+    // The refusal is about filtering only: the same bridge without it is made.
+    let plain = nl
+        .create_bridge(&BridgeSpec {
+            vlan_filtering: Some(false),
+            ..BridgeSpec::new("cni4")
+        })
+        .expect("a bridge with vlan_filtering off");
+    assert_eq!(plain.vlan_filtering, Some(false));
+    let j = ip_link(sb.host(), "cni4");
+    assert_eq!(j["linkinfo"]["info_data"]["vlan_filtering"], 0, "{j}");
 }
