@@ -487,6 +487,61 @@ mod tests {
         parse(json!({"externalSetMarkChain": "KUBE-MARK-MASQ"})).unwrap();
     }
 
+    /// Accepted and also ignored: with any of the iptables-only keys the
+    /// config, and so the rule spec handed to nftables, is exactly the one
+    /// without them.
+    #[test]
+    fn iptables_only_keys_do_not_change_the_rules() {
+        let mappings = json!({"portMappings": [
+            {"hostPort": 8080, "containerPort": 80},
+            {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "192.0.2.1"}
+        ]});
+        let prev = json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "eth0", "sandbox": "/run/netns/x"}],
+            "ips": [{"address": "10.88.0.5/24", "interface": 0},
+                    {"address": "fd88::5/64", "interface": 0}]
+        });
+        let spec_of = |extra: Value| {
+            let mut c = conf(extra);
+            c["runtimeConfig"] = mappings.clone();
+            c["prevResult"] = prev.clone();
+            let req = request(c);
+            let parsed = Config::from_request(&req).unwrap();
+            let prev = req.config.prev_result.as_ref().unwrap();
+            let work = Work::prepare(&req, prev).unwrap().expect("work to do");
+            let spec = work.spec();
+            let addrs = (
+                spec.container_v4.map(|n| n.to_string()),
+                spec.container_v6.map(|n| n.to_string()),
+            );
+            (parsed, format!("{spec:?}"), addrs)
+        };
+        let (plain_conf, plain_spec, addrs) = spec_of(json!({}));
+        // The baseline is not empty: both mappings, both container addresses.
+        assert_eq!(plain_conf.mappings.len(), 2);
+        assert!(plain_conf.snat && !plain_conf.masq_all);
+        assert_eq!(
+            addrs,
+            (Some("10.88.0.5/24".into()), Some("fd88::5/64".into()))
+        );
+        for extra in [
+            json!({"markMasqBit": 13}),
+            json!({"markMasqBit": 0, "backend": "nftables"}),
+            json!({"externalSetMarkChain": "KUBE-MARK-MASQ"}),
+            json!({"conditionsV4": [], "conditionsV6": []}),
+            json!({"backend": ""}),
+        ] {
+            let (c, spec, _) = spec_of(extra.clone());
+            assert_eq!(c, plain_conf, "{extra}");
+            assert_eq!(spec, plain_spec, "{extra}");
+        }
+        // The comparison can fail: a key that does change the rules does.
+        let (c, spec, _) = spec_of(json!({"masqAll": true}));
+        assert_ne!(c, plain_conf);
+        assert_ne!(spec, plain_spec);
+    }
+
     #[test]
     fn container_ips_follow_the_reference_choice() {
         let prev = CniResult::from_json(

@@ -360,5 +360,149 @@ mod tests {
             }
             .count();
         }
+        // Not only no panic: a message cut anywhere short of its length is
+        // not read at all, and the whole one is read with its attribute.
+        for cut in 0..b.buf.len() {
+            assert!(messages(&b.buf[..cut]).is_empty(), "cut at {cut}");
+        }
+        let whole = messages(&b.buf);
+        assert_eq!(whole.len(), 1);
+        let attrs: Vec<_> = whole[0].attrs().collect();
+        assert_eq!(attrs.len(), 1);
+        assert_eq!(attrs[0].str(), Some("table"));
+        // The attribute area cut short of the attribute's length (4 + 6):
+        // nothing; from that length on (only padding missing) the attribute.
+        let area = &b.buf[20..];
+        for cut in 0..=area.len() {
+            let n = Attrs { data: &area[..cut] }.count();
+            assert_eq!(n, usize::from(cut >= 10), "attribute area cut at {cut}");
+        }
+    }
+
+    /// Two messages, each with a table and a chain attribute.
+    fn two_messages() -> Vec<u8> {
+        let mut b = MsgBuf::default();
+        for seq in [1, 2] {
+            let m = b.begin_nft(op::NEWCHAIN, 0, seq, 1);
+            b.attr_str(attr::CHAIN_TABLE, "t");
+            b.attr_str(attr::CHAIN_NAME, "c");
+            b.end(m);
+        }
+        b.buf
+    }
+
+    fn set_u32(buf: &mut [u8], at: usize, v: u32) {
+        buf[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    fn set_u16(buf: &mut [u8], at: usize, v: u16) {
+        buf[at..at + 2].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    #[test]
+    fn corrupted_message_lengths_stop_the_split_there() {
+        let good = two_messages();
+        let one = good.len() / 2;
+        assert_eq!(one, 36);
+        let seqs = |buf: &[u8]| messages(buf).iter().map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(&good), [1, 2]);
+        // nlmsg_len shorter than the netlink header (0, 15) or longer than
+        // the datagram: that message and all after it are refused, the
+        // messages before it are kept.
+        for (at, bad) in [
+            (0, 0),
+            (0, 15),
+            (0, u32::MAX),
+            (0, good.len() as u32 + 1),
+            (one, 0),
+            (one, 15),
+            (one, one as u32 + 4),
+        ] {
+            let mut buf = good.clone();
+            set_u32(&mut buf, at, bad);
+            let want: &[u32] = if at == 0 { &[] } else { &[1] };
+            assert_eq!(seqs(&buf), want, "nlmsg_len {bad} at {at}");
+        }
+        // A length that runs into the next message swallows it as payload:
+        // one message, never a second one read from the middle.
+        let mut buf = good.clone();
+        set_u32(&mut buf, 0, good.len() as u32);
+        let msgs = messages(&buf);
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].payload.len(), good.len() - 16);
+        // An error message whose payload is too short for the errno.
+        let mut e = MsgBuf::default();
+        let m = e.begin(NLMSG_ERROR, 0, 9, 0, 0);
+        e.buf.truncate(m + 16);
+        e.buf.extend_from_slice(&[0xff, 0xff]);
+        e.end(m);
+        let msgs = messages(&e.buf);
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].error_code(), None, "2-byte errno read as {msgs:?}");
+    }
+
+    #[test]
+    fn corrupted_attribute_lengths_end_the_attributes() {
+        let good = two_messages();
+        let first = &good[..36];
+        // Attribute area of the first message: table at 20, chain at 28.
+        let names = |buf: &[u8]| {
+            let m = messages(buf);
+            m.first()
+                .map(|m| m.attrs().map(|a| a.ty).collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        assert_eq!(names(first), [attr::CHAIN_TABLE, attr::CHAIN_NAME]);
+        // nla_len below the 4-byte header, or past the end of the area:
+        // that attribute and everything after it are refused.
+        for (at, bad, want) in [
+            (20, 0, vec![]),
+            (20, 3, vec![]),
+            (20, 17, vec![]),
+            (20, u16::MAX, vec![]),
+            (28, 0, vec![attr::CHAIN_TABLE]),
+            (28, 3, vec![attr::CHAIN_TABLE]),
+            (28, 5, vec![attr::CHAIN_TABLE, attr::CHAIN_NAME]),
+            (28, 9, vec![attr::CHAIN_TABLE]),
+        ] {
+            let mut buf = first.to_vec();
+            set_u16(&mut buf, at, bad);
+            assert_eq!(names(&buf), want, "nla_len {bad} at {at}");
+        }
+        // A table attribute claiming 5 bytes keeps 1 byte of data ("t"
+        // without its NUL), not a byte more.
+        let mut buf = first.to_vec();
+        set_u16(&mut buf, 20, 5);
+        let msgs = messages(&buf);
+        let table = msgs[0].attrs().next().unwrap();
+        assert_eq!(table.data, b"t");
+        // A nested attribute longer than its parent is refused inside it,
+        // and the parent's siblings are still read.
+        let mut b = MsgBuf::default();
+        let m = b.begin_nft(op::NEWRULE, 0, 1, 1);
+        let n = b.nest(attr::RULE_EXPRESSIONS);
+        b.attr_u32(attr::CMP_OP, 1);
+        b.nest_end(n);
+        b.attr_str(attr::RULE_TABLE, "t");
+        b.end(m);
+        let inner_len_at = 20 + 4;
+        set_u16(&mut b.buf, inner_len_at, 64);
+        let msgs = messages(&b.buf);
+        let attrs: Vec<_> = msgs[0].attrs().collect();
+        assert_eq!(attrs.len(), 2);
+        assert_eq!(attrs[0].nested().count(), 0);
+        assert_eq!(attrs[1].str(), Some("t"));
+        // A string attribute with invalid UTF-8 is no string.
+        let bad = Attr {
+            ty: 1,
+            data: b"\xff\xfe\0",
+        };
+        assert_eq!(bad.str(), None);
+        // An i32 attribute of fewer than 4 bytes is no integer.
+        let short = Attr {
+            ty: 1,
+            data: &[0, 0, 1],
+        };
+        assert_eq!(short.i32(), None);
     }
 }
