@@ -324,6 +324,11 @@ fn utc_now() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
+    utc_date(secs)
+}
+
+/// `secs` since the Unix epoch as `YYYY-MM-DD HH:MM UTC`.
+fn utc_date(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
@@ -416,5 +421,19 @@ mod tests {
     fn date_format() {
         let d = utc_now();
         assert_eq!(d.len(), "2024-01-01 00:00 UTC".len(), "{d}");
+        // Known instants (checked with `date -u -d @SECS`): the epoch, leap
+        // days of a century leap year and of an ordinary one, the day after
+        // a non-leap February, the last minute of a year, before the epoch.
+        for (secs, want) in [
+            (0, "1970-01-01 00:00 UTC"),
+            (951_782_400, "2000-02-29 00:00 UTC"),
+            (1_709_251_199, "2024-02-29 23:59 UTC"),
+            (1_677_628_800, "2023-03-01 00:00 UTC"),
+            (1_735_689_599, "2024-12-31 23:59 UTC"),
+            (1_700_000_000, "2023-11-14 22:13 UTC"),
+            (-1, "1969-12-31 23:59 UTC"),
+        ] {
+            assert_eq!(utc_date(secs), want, "{secs}");
+        }
     }
 }

@@ -95,4 +95,14 @@ fn plugin_call_passes_env_and_stdin_and_unset_removes_variables() {
         own.display().to_string(),
         "ran inside the sandbox"
     );
+    // Not just "not ours" (an empty readlink would do): exactly the
+    // sandbox's host namespace, whose inode its bind mount carries.
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(sb.host().path()).unwrap().ino();
+    assert_eq!(
+        v["netns"],
+        format!("net:[{ino}]"),
+        "ran in {}",
+        sb.host().name()
+    );
 }

@@ -242,6 +242,54 @@ mod tests {
         let (ip, r) = next_free(&s, None, |_| false).unwrap();
         assert_eq!(ip.to_string(), "fd00::2");
         assert_eq!(r.with_prefix(ip).unwrap().to_string(), "fd00::2/64");
+
+        // Real work in a 2^64 range: the first 5000 addresses are taken, the
+        // walk must step over each once and stop at the first free one.
+        // "Quickly" is measured in addresses asked about, not in time: a
+        // walk that scanned the range, or restarted, would ask far more.
+        let taken: HashSet<IpAddr> = (2u16..5002)
+            .map(|n| IpAddr::from(std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, n)))
+            .collect();
+        let mut asked = 0u32;
+        let (ip, _) = next_free(&s, None, |ip| {
+            asked += 1;
+            taken.contains(&ip)
+        })
+        .unwrap();
+        assert_eq!(ip.to_string(), "fd00::138a"); // 5002
+        assert_eq!(asked, 5001);
+
+        // From near the end of the range it wraps round to the start (past
+        // the gateway ::1) after exactly the addresses in between.
+        let last = "fd00::ffff:ffff:ffff:fffd".parse().unwrap();
+        let mut seen = Vec::new();
+        let (ip, _) = next_free(&s, Some(last), |ip| {
+            seen.push(ip.to_string());
+            ip.to_string() != "fd00::3"
+        })
+        .unwrap();
+        assert_eq!(ip.to_string(), "fd00::3");
+        assert_eq!(
+            seen,
+            [
+                "fd00::ffff:ffff:ffff:fffe",
+                "fd00::ffff:ffff:ffff:ffff",
+                "fd00::2",
+                "fd00::3"
+            ]
+        );
+
+        // At the very top of the address space (no next address at all).
+        let top = set(&[("ffff::/16", None, None, None)]);
+        let last = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe".parse().unwrap();
+        let mut seen = Vec::new();
+        let (ip, _) = next_free(&top, Some(last), |ip| {
+            seen.push(ip.to_string());
+            seen.len() < 2
+        })
+        .unwrap();
+        assert_eq!(ip.to_string(), "ffff::2");
+        assert_eq!(seen, ["ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ffff::2"]);
     }
 
     #[test]
