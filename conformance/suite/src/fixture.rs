@@ -264,6 +264,24 @@ impl<'c, 'e> Net<'c, 'e> {
         crate::kernel::link(self.ns(i), ifname)?
             .ok_or_else(|| format!("no interface {ifname} in the container"))
     }
+
+    /// Fails unless what ADD made for `a` is there: its host-local lease,
+    /// and for the bridge CNI_IFNAME in the container. A check that judges
+    /// a removal (DEL, GC) calls this first: "nothing is left" proves
+    /// nothing when nothing was ever there (or when the look misses it).
+    pub fn expect_attached(&self, a: &Att) -> Result<(), String> {
+        let never = |e: String| {
+            format!(
+                "after ADD of {}/{}: {e}; it was never there, so its removal cannot be judged",
+                a.id, a.ifname
+            )
+        };
+        if self.plugin == Plugin::Bridge {
+            self.expect_link(a.ctr, &a.ifname).map_err(never)?;
+        }
+        self.expect_leased(&a.id, &a.ifname).map_err(never)?;
+        Ok(())
+    }
 }
 
 /// host-local leases of `network` under `data`.

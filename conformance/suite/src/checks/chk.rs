@@ -101,6 +101,7 @@ fn route_removed(ctx: &Ctx) -> Res {
 
 fn reservation_gone(ctx: &Ctx) -> Res {
     damaged(ctx, |net, a| {
+        net.expect_attached(a)?;
         net.ctx
             .call(Plugin::HostLocal, "DEL")
             .attach(&a.id, &net.path(a.ctr), &a.ifname)
@@ -190,6 +191,11 @@ fn ipam_intact(ctx: &Ctx) -> Res {
 fn ipam_released(ctx: &Ctx) -> Res {
     let mut net = Net::host_local(ctx, v4_ranges())?;
     let a = net.add("ctr1")?;
+    // Held and passing CHECK before, or a CHECK that always fails would pass.
+    net.expect_attached(&a)?;
+    net.check(&a)
+        .succeeded()
+        .map_err(|e| format!("CHECK before DEL: {e}"))?;
     net.del(&a).succeeded()?;
     net.check(&a)
         .error()

@@ -43,6 +43,7 @@ fn del_removes_iface(ctx: &Ctx) -> Res {
     let a = net.add("ctr1")?;
     net.expect_link(a.ctr, "eth0")
         .map_err(|e| format!("after ADD: {e}"))?;
+    net.expect_attached(&a)?;
     net.del(&a).succeeded()?;
     net.expect_no_link(a.ctr, "eth0")?;
     Ok(())
@@ -52,6 +53,7 @@ fn del_releases(ctx: &Ctx) -> Res {
     let mut net = Net::bridge(ctx)?;
     let a = net.add("ctr1")?;
     net.expect_leased("ctr1", "eth0")?;
+    net.expect_attached(&a)?;
     net.del(&a).succeeded()?;
     net.expect_released("ctr1", "eth0")?;
     Ok(())
@@ -114,6 +116,7 @@ fn del_no_prev(ctx: &Ctx) -> Res {
     let a = net.add("ctr1")?;
     net.expect_leased("ctr1", "eth0")
         .map_err(|e| format!("after ADD: {e}"))?;
+    net.expect_attached(&a)?;
     net.call("DEL", a.ctr, &a.id, &a.ifname)
         .run(net.host())
         .succeeded()?;
@@ -144,6 +147,8 @@ fn del_other_container(ctx: &Ctx) -> Res {
     let mut net = Net::bridge(ctx)?;
     let a = net.add("ctr1")?;
     let b = net.add("ctr2")?;
+    net.expect_attached(&a)?;
+    net.expect_attached(&b)?;
     net.del(&a).succeeded()?;
     net.expect_link(b.ctr, "eth0")?;
     net.expect_leased("ctr2", "eth0")?;
@@ -156,7 +161,9 @@ fn del_other_ifname(ctx: &Ctx) -> Res {
     net.conf["ipam"]["routes"] = json!([]);
     let i = net.container();
     let a = net.add_in(i, "ctr1", "eth0")?;
-    let _b = net.add_in(i, "ctr1", "net1")?;
+    let b = net.add_in(i, "ctr1", "net1")?;
+    net.expect_attached(&a)?;
+    net.expect_attached(&b)?;
     net.del(&a).succeeded()?;
     net.expect_no_link(i, "eth0")?;
     net.expect_link(i, "net1")?;

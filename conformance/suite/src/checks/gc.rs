@@ -66,7 +66,9 @@ fn keeps_valid(ctx: &Ctx) -> Res {
 fn ipam_gc(ctx: &Ctx, key: &str) -> Res {
     let mut net = Net::host_local(ctx, v4_ranges())?;
     let a = net.add("ctr1")?;
-    let _b = net.add("ctr2")?;
+    let b = net.add("ctr2")?;
+    net.expect_attached(&a)?;
+    net.expect_attached(&b)?;
     run_gc(&net, Plugin::HostLocal, &net.conf, key, list(&[&a])).succeeded()?;
     net.expect_leased("ctr1", "eth0")?;
     net.expect_released("ctr2", "eth0")?;
@@ -84,7 +86,9 @@ fn ipam_old_key(ctx: &Ctx) -> Res {
 fn bridge_forwards(ctx: &Ctx) -> Res {
     let mut net = Net::bridge(ctx)?;
     let a = net.add("ctr1")?;
-    let _b = net.add("ctr2")?;
+    let b = net.add("ctr2")?;
+    net.expect_attached(&a)?;
+    net.expect_attached(&b)?;
     run_gc(&net, Plugin::Bridge, &net.conf, NEW, list(&[&a])).succeeded()?;
     net.expect_leased("ctr1", "eth0")?;
     net.expect_released("ctr2", "eth0")?;
@@ -93,13 +97,19 @@ fn bridge_forwards(ctx: &Ctx) -> Res {
 
 fn other_network(ctx: &Ctx) -> Res {
     let mut net = Net::host_local(ctx, v4_ranges())?;
-    let _a = net.add("ctr1")?;
+    let a = net.add("ctr1")?;
     let mut other = net.conf.clone();
     other["name"] = json!("cnc-other");
     let j = net.container();
     net.call_with("ADD", j, "ctr9", "eth0", &other)
         .run(net.host())
         .result()?;
+    net.expect_attached(&a)?;
+    let before = leases_in(&net.data, "cnc-other");
+    ensure!(
+        before.iter().any(|(_, o)| o.trim() == "ctr9\r\neth0"),
+        "after ADD of ctr9/eth0 on network cnc-other: no lease of it ({before:?}), so its keeping cannot be judged"
+    );
     run_gc(&net, Plugin::HostLocal, &net.conf, NEW, json!([])).succeeded()?;
     net.expect_released("ctr1", "eth0")?;
     let kept = leases_in(&net.data, "cnc-other");
@@ -113,10 +123,12 @@ fn other_network(ctx: &Ctx) -> Res {
 
 fn empty_list(ctx: &Ctx) -> Res {
     let mut net = Net::bridge(ctx)?;
-    net.add("ctr1")?;
-    net.add("ctr2")?;
+    let a = net.add("ctr1")?;
+    let b = net.add("ctr2")?;
     net.expect_leased("ctr2", "eth0")
         .map_err(|e| format!("after ADD: {e}"))?;
+    net.expect_attached(&a)?;
+    net.expect_attached(&b)?;
     run_gc(&net, Plugin::Bridge, &net.conf, NEW, json!([])).succeeded()?;
     net.expect_no_leases()?;
     Ok(())

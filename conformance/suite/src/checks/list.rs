@@ -563,6 +563,16 @@ fn real(ctx: &Ctx, portmap: bool) -> Res {
         .map_err(|e| format!("{e}: {}", excerpt(&out.to_string())))?;
     result::container_iface(&out, "eth0", &rt.netns(0))?;
     ensure!(rt.cache_file(0).exists(), "cnitool wrote no cache file");
+    // What del must remove is there first, or its absence proves nothing.
+    ensure!(
+        crate::kernel::link(rt.sb.container(0), "eth0")?.is_some(),
+        "after add there is no eth0 in the container, so del's removal of it cannot be judged"
+    );
+    let held = leases_in(&data, LIST);
+    ensure!(
+        !held.is_empty(),
+        "after add host-local holds no lease of {LIST}, so del's release cannot be judged"
+    );
     rt.tool("check", 0, env)?
         .succeeded()
         .map_err(|e| format!("check: {e}"))?;

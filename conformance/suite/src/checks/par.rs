@@ -95,6 +95,9 @@ fn parallel_add(ctx: &Ctx) -> Res {
 
 fn parallel_del(ctx: &Ctx) -> Res {
     let (net, atts) = add_eight(ctx)?;
+    for a in &atts {
+        net.expect_attached(a)?;
+    }
     let calls = atts
         .iter()
         .map(|a| net.call_with("DEL", a.ctr, &a.id, &a.ifname, &net.with_prev(&a.result)))
