@@ -4,6 +4,8 @@
 //!   all removed on drop (also when the test panics).
 //! - [`PluginCall`]: runs a plugin binary inside the sandbox's host namespace with
 //!   CNI_* variables and stdin, and hands back its exit status, stdout and stderr.
+//! - [`TcpForward`]: a sandbox namespace's 127.0.0.1 port relayed to the test
+//!   process's (how plugins in a sandbox reach the etcd fixture).
 //! - [`bins`]: where the workspace's binaries are, for tests in other crates.
 //!
 //! Nothing here touches the machine's own namespace: every command that changes
@@ -11,12 +13,14 @@
 
 pub mod bins;
 pub mod etcd;
+mod forward;
 mod netns;
 pub mod peer;
 mod plugin;
 mod tool;
 
 pub use etcd::{EtcdCluster, EtcdServer, ServerTls};
+pub use forward::TcpForward;
 pub use netns::{Netns, Sandbox};
 pub use peer::{tcp_ask, tcp_ask_eventually, udp_ask, PeerServer};
 pub use plugin::{PluginCall, PluginOutput};
