@@ -474,3 +474,40 @@ fn sigkill_at_any_instant_leaves_nothing_or_a_handle_that_del_frees() {
     assert!(of_kind(&all, "handles").is_empty());
     assert_eq!(allocations(&all), 0);
 }
+
+/// The round trips README.md promises, counted by etcd itself.
+#[test]
+fn round_trips_are_the_ones_the_transactions_need() {
+    let etcd = EtcdServer::start();
+    let env = Env::new("eirt");
+    let ep = etcd.endpoints();
+    let c = conf(&ep, "node-a", json!({}));
+    let count = |f: &dyn Fn()| {
+        let before = grpc_calls(&ep[0]);
+        f();
+        calls_between(&before, &grpc_calls(&ep[0]))
+    };
+    let m = |pairs: &[(&str, u64)]| -> std::collections::BTreeMap<String, u64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    };
+    // First ADD of a node: read, list claims, write (claim + block + handle).
+    let first = count(&|| {
+        env.add(&c, "c1").result();
+    });
+    assert_eq!(first, m(&[("Range", 1), ("Txn", 2)]));
+    // Steady state: one read, one write.
+    let steady = count(&|| {
+        env.add(&c, "c2").result();
+    });
+    assert_eq!(steady, m(&[("Txn", 2)]));
+    // A retried ADD: the read finds the handle.
+    let retry = count(&|| {
+        env.add(&c, "c2").result();
+    });
+    assert_eq!(retry, m(&[("Txn", 1)]));
+    // DEL: one read, one write; DEL of nothing: the read alone.
+    let del = count(&|| assert!(env.del(&c, "c2").success()));
+    assert_eq!(del, m(&[("Txn", 2)]));
+    let del_again = count(&|| assert!(env.del(&c, "c2").success()));
+    assert_eq!(del_again, m(&[("Txn", 1)]));
+}
