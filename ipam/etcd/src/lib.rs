@@ -14,7 +14,9 @@
 //! - [`usage`]: how full the pool is (STATUS, ipamctl)
 //! - [`lock`]: the node-local lock that serialises this node's allocations
 //! - [`plugin`]: the CNI commands
+//! - [`admin`]: ipamctl's cross-node reads and writes (leaks, releasing a gone node)
 
+pub mod admin;
 pub mod config;
 pub mod etcd;
 pub mod keys;
