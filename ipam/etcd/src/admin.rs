@@ -13,13 +13,13 @@ use std::net::IpAddr;
 
 use cni::{Cidr, Error};
 use etcd_client::{
-    Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp, TxnResponse,
 };
 
 use crate::etcd::{Etcd, Failure};
 use crate::keys::Keys;
-use crate::model::{corrupt, decode, encode, Block, HandleRecord};
-use crate::ops;
+use crate::model::{corrupt, encode, Block, HandleRecord};
+use crate::ops::{self, entry, key_of, ranges};
 use crate::plan::Entry;
 
 /// `<prefix>/`, normalised exactly as [`Keys::new`] does it (a trailing `/`
@@ -62,19 +62,6 @@ pub async fn list_networks(etcd: &mut Etcd, prefix: &str) -> Result<Vec<String>,
         .iter()
         .filter_map(|kv| network_of_pool_key(&root, kv.key()))
         .collect())
-}
-
-fn key_of(kv: &KeyValue) -> String {
-    String::from_utf8_lossy(kv.key()).into_owned()
-}
-
-fn entry<T: for<'de> serde::Deserialize<'de>>(kv: &KeyValue) -> Result<Entry<T>, Error> {
-    let key = key_of(kv);
-    Ok(Entry {
-        value: decode(&key, kv.value())?,
-        key,
-        mod_revision: kv.mod_revision(),
-    })
 }
 
 /// The handles of `node`, read linearizably, in key order.
@@ -269,17 +256,6 @@ pub fn plan_node_release(
         blocks_revision: max_revision(&holdings.blocks),
         handles_revision: max_revision(&holdings.handles),
     })
-}
-
-/// The range responses of a transaction, in order.
-fn ranges(resp: &TxnResponse) -> Vec<Vec<KeyValue>> {
-    resp.op_responses()
-        .into_iter()
-        .map(|r| match r {
-            TxnOpResponse::Get(g) => g.kvs().to_vec(),
-            _ => Vec::new(),
-        })
-        .collect()
 }
 
 fn parse_holdings(keys: &Keys, node: &str, resp: &TxnResponse) -> Result<NodeHoldings, Error> {

@@ -97,22 +97,6 @@ fn endpoints(etcd: &Map<String, Value>) -> Result<Vec<String>, Error> {
         .iter()
         .map(|v| as_str(v, "ipam.etcd.endpoints[]").map(str::to_string))
         .collect::<Result<Vec<_>, _>>()?;
-    if list.is_empty() {
-        return Err(Error::invalid_config("ipam.etcd.endpoints is empty"));
-    }
-    for e in &list {
-        let rest = e
-            .strip_prefix("http://")
-            .or_else(|| e.strip_prefix("https://"));
-        let ok = rest
-            .map(|r| r.trim_end_matches('/'))
-            .is_some_and(|r| !r.is_empty() && !r.contains('/'));
-        if !ok {
-            return Err(Error::invalid_config(format!(
-                "ipam.etcd.endpoints: {e:?} is not http://HOST:PORT or https://HOST:PORT"
-            )));
-        }
-    }
     Ok(list)
 }
 
@@ -143,11 +127,6 @@ fn tls(etcd: &Map<String, Value>) -> Result<Option<TlsFiles>, Error> {
         cert: opt_path(tls, "cert", what)?,
         key: opt_path(tls, "key", what)?,
     };
-    if files.cert.is_some() != files.key.is_some() {
-        return Err(Error::invalid_config(
-            "ipam.etcd.tls: cert and key go together (a client certificate needs its key)",
-        ));
-    }
     Ok(Some(files))
 }
 
@@ -158,33 +137,63 @@ impl EtcdConfig {
             Some(v) => as_object(v, "ipam.etcd")?,
             None => &empty,
         };
-        let prefix =
-            opt_string(etcd, "prefix", "ipam.etcd")?.unwrap_or_else(|| DEFAULT_PREFIX.to_string());
-        if prefix.trim_matches('/').is_empty() || prefix.contains("//") {
-            return Err(Error::invalid_config(format!(
-                "ipam.etcd.prefix {prefix:?} must name a key prefix such as /cni-ipam"
-            )));
-        }
         let cfg = EtcdConfig {
             endpoints: endpoints(etcd)?,
-            prefix,
+            prefix: opt_string(etcd, "prefix", "ipam.etcd")?
+                .unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
             timeout: timeout(etcd)?,
             tls: tls(etcd)?,
             username: opt_string(etcd, "username", "ipam.etcd")?,
             password: opt_string(etcd, "password", "ipam.etcd")?,
         };
-        if cfg.password.is_some() && cfg.username.is_none() {
-            return Err(Error::invalid_config(
-                "ipam.etcd.password without ipam.etcd.username",
-            ));
-        }
-        let https = cfg.endpoints.iter().any(|e| e.starts_with("https://"));
-        if https != cfg.tls.is_some() {
-            return Err(Error::invalid_config(
-                "ipam.etcd: https:// endpoints need ipam.etcd.tls (at least ca), and tls needs https:// endpoints",
-            ));
-        }
+        cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The rules every way of building one follows (the plugin's config,
+    /// ipamctl's flags): endpoints `http(s)://HOST:PORT`, TLS exactly with
+    /// https, cert and key together, a key prefix, no password without a
+    /// user. Code 7; the messages name the `ipam.etcd` keys.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::invalid_config(m));
+        if self.endpoints.is_empty() {
+            return bad("ipam.etcd.endpoints is empty".into());
+        }
+        for e in &self.endpoints {
+            let rest = e
+                .strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"))
+                .map(|r| r.trim_end_matches('/'));
+            if !rest.is_some_and(|r| !r.is_empty() && !r.contains('/')) {
+                return bad(format!(
+                    "ipam.etcd.endpoints: {e:?} is not http://HOST:PORT or https://HOST:PORT"
+                ));
+            }
+        }
+        if self.prefix.trim_matches('/').is_empty() || self.prefix.contains("//") {
+            return bad(format!(
+                "ipam.etcd.prefix {:?} must name a key prefix such as /cni-ipam",
+                self.prefix
+            ));
+        }
+        if self.password.is_some() && self.username.is_none() {
+            return bad("ipam.etcd.password without ipam.etcd.username".into());
+        }
+        let https = self.endpoints.iter().any(|e| e.starts_with("https://"));
+        if https != self.tls.is_some() {
+            return bad("ipam.etcd: https:// endpoints need ipam.etcd.tls (at least ca), and tls needs https:// endpoints".into());
+        }
+        if self
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.cert.is_some() != t.key.is_some())
+        {
+            return bad(
+                "ipam.etcd.tls: cert and key go together (a client certificate needs its key)"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }
 

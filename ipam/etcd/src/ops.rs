@@ -20,11 +20,13 @@ use crate::plan::{
 };
 use crate::pool::Pool;
 
-fn key_of(kv: &KeyValue) -> String {
+/// A key as text (keys are written as UTF-8 by this crate).
+pub fn key_of(kv: &KeyValue) -> String {
     String::from_utf8_lossy(kv.key()).into_owned()
 }
 
-fn entry<T: for<'de> serde::Deserialize<'de>>(kv: &KeyValue) -> Result<Entry<T>, Error> {
+/// A record read from etcd, with the revision that guards a write of it.
+pub fn entry<T: for<'de> serde::Deserialize<'de>>(kv: &KeyValue) -> Result<Entry<T>, Error> {
     let key = key_of(kv);
     Ok(Entry {
         value: decode(&key, kv.value())?,
@@ -47,7 +49,7 @@ fn single(serializable: bool) -> Option<GetOptions> {
 }
 
 /// The range responses of a transaction, in order.
-fn ranges(resp: &TxnResponse) -> Vec<Vec<KeyValue>> {
+pub fn ranges(resp: &TxnResponse) -> Vec<Vec<KeyValue>> {
     resp.op_responses()
         .into_iter()
         .map(|r| match r {

@@ -396,7 +396,7 @@ fn etcd_unreachable_add_is_code_11_del_does_not_hang_status_is_50() {
         }
     });
     for url in [closed_url, silent_url] {
-        let mut c = conf(&[url.clone()], "node-a", json!({}));
+        let mut c = conf(std::slice::from_ref(&url), "node-a", json!({}));
         c["ipam"]["etcd"]["timeoutMs"] = json!(700);
         let t = Instant::now();
         let err = env.add(&c, "c1").expect_error(11);
