@@ -32,7 +32,10 @@ options:
   --rounds N         rounds of each concurrent scenario (overrides the above)
   --concurrency L    comma list of containers at once (default 1,10,50; 1 = sequential)
   --only L           comma list of scenario ids or prefixes to run, e.g.
-                     bridge/seq,masq-portmap,floors (default: all)
+                     bridge/seq,masq-portmap,floors,etcd-ipam (default: all;
+                     etcd-ipam/seq, /x10, /x50: etcd-ipam against a real etcd
+                     of 1 and of 3 members on 127.0.0.1, beside host-local and
+                     the floor of one etcd transaction; needs `etcd` on PATH)
   --format F         table (default) or json, on stdout
   --plot FILE.svg    also write an SVG plot
   --save FILE.json   also write the JSON report
@@ -406,6 +409,10 @@ mod tests {
         let o = opts(&["--only", "bridge,floors"]);
         assert!(o.selected("bridge/seq") && o.selected("bridge/x10") && o.selected("floors"));
         assert!(!o.selected("masq-portmap/seq"));
+        assert!(!o.selected("etcd-ipam/seq"));
+        let o = opts(&["--only", "etcd-ipam"]);
+        assert!(o.selected("etcd-ipam/seq") && o.selected("etcd-ipam/x50"));
+        assert!(!o.selected("bridge/seq") && !o.selected("floors"));
         assert!(parse(["--iterations", "0"].iter().map(|s| s.to_string())).is_err());
         assert!(parse(["--bogus"].iter().map(|s| s.to_string())).is_err());
     }

@@ -14,6 +14,7 @@
 
 mod chain;
 mod cli;
+mod etcd_ipam;
 mod exec;
 mod floors;
 mod plot;
@@ -112,6 +113,35 @@ fn run(opts: &Options) -> Result<(), String> {
     } else {
         None
     };
+    let mut skipped = Vec::new();
+    let etcd_levels: Vec<usize> = opts
+        .concurrency
+        .iter()
+        .copied()
+        .filter(|&k| opts.selected(&etcd_ipam::level_id(k)))
+        .collect();
+    let etcd = match (etcd_levels.is_empty(), etcd_ipam::missing(&dirs)) {
+        (true, _) => None,
+        // Asked for by name: an error. Part of a full run: skipped, reported.
+        (false, Some(why)) if opts.only.is_some() => return Err(format!("etcd-ipam: {why}")),
+        (false, Some(why)) => {
+            progress(opts, &format!("WARNING: etcd-ipam skipped: {why}"));
+            skipped.push(("etcd-ipam allocations per second".to_string(), why));
+            None
+        }
+        (false, None) => {
+            let d = etcd_ipam::run(
+                &etcd_levels,
+                opts.iterations,
+                opts.rounds,
+                opts.quick,
+                &dirs,
+                &|m| progress(opts, m),
+            )?;
+            progress(opts, &format!("etcd-ipam: done in {:.1} s", d.seconds));
+            Some(d)
+        }
+    };
     let sizes = sizes::measure(&dirs);
     let meta = cli::meta(opts, started.elapsed().as_secs_f64());
     let report = Report {
@@ -119,6 +149,8 @@ fn run(opts: &Options) -> Result<(), String> {
         scenarios,
         floors,
         sizes,
+        etcd,
+        skipped,
     };
     let json = report.json();
     if let Some(path) = &opts.save {

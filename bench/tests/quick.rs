@@ -1,6 +1,7 @@
 //! End to end: `cni-bench --quick --iterations 3` runs every scenario against
-//! both implementations and reports every number. No timing is asserted; only
-//! that the numbers are there and positive.
+//! both implementations (and etcd-ipam against a real etcd of 1 and of 3
+//! members, beside host-local) and reports every number. No timing is
+//! asserted; only that the numbers are there, positive and counted right.
 //!
 //! Uses the plugins of the profile under test (target/debug under `cargo
 //! test`): this checks the bench's plumbing, not our speed - published numbers
@@ -36,6 +37,8 @@ fn summary(v: &Value, what: &str, n_min: u64) {
 #[test]
 fn quick_run_reports_every_scenario_with_positive_numbers() {
     // Fail early, naming what is missing.
+    cni_harness::require_tool("etcd", "etcd-server");
+    bins::bin("etcd-ipam");
     for p in ["bridge", "host-local", "portmap"] {
         bins::bin(p);
         let reference = std::path::Path::new("/usr/lib/cni").join(p);
@@ -152,7 +155,76 @@ fn quick_run_reports_every_scenario_with_positive_numbers() {
         assert!(t["met"].is_boolean(), "target {} not evaluated", t["id"]);
     }
     assert!(report["meta"]["ours_release_build"].is_boolean());
-    assert!(report["not_measured"].is_array());
+    let not_measured = report["not_measured"].as_array().expect("not_measured");
+    assert!(
+        !not_measured
+            .iter()
+            .any(|n| n["what"].as_str().unwrap_or("").contains("etcd")),
+        "etcd-ipam was measured: {not_measured:?}"
+    );
+    for id in [
+        "etcd-rate-10-nodes",
+        "etcd-rate-10-nodes-cluster",
+        "etcd-seq-vs-floor",
+        "etcd-seq-vs-floor-cluster",
+    ] {
+        assert!(
+            targets.iter().any(|t| t["id"] == id),
+            "target {id} missing: {targets:?}"
+        );
+    }
+
+    // etcd-ipam: every client count, every store, every ADD and DEL counted.
+    let e = &report["etcd_ipam"];
+    let levels = e["levels"].as_array().expect("etcd_ipam.levels");
+    let level_ids: Vec<&str> = levels.iter().filter_map(|l| l["id"].as_str()).collect();
+    assert_eq!(
+        level_ids,
+        ["etcd-ipam/seq", "etcd-ipam/x10", "etcd-ipam/x50"],
+        "etcd-ipam levels"
+    );
+    for l in levels {
+        let id = l["id"].as_str().unwrap();
+        let clients = l["clients"].as_u64().unwrap();
+        let want = clients * l["per_client"].as_u64().unwrap() * l["rounds"].as_u64().unwrap();
+        assert!(want >= clients, "{id}: {l}");
+        assert_eq!(l["nodes"].as_u64(), Some(clients.min(10)), "{id} nodes");
+        for store in ["etcd_1_member", "etcd_3_members", "host_local"] {
+            let d = &l[store];
+            let what = format!("{id} {store}");
+            for k in ["add_ms", "del_ms"] {
+                summary(&d[k], &format!("{what} {k}"), want);
+                assert_eq!(d[k]["n"].as_u64(), Some(want), "{what} {k}: one per ADD");
+            }
+            summary(&d["add_phase_ms"], &format!("{what} add_phase_ms"), 1);
+            positive(
+                &d["allocations_per_s"],
+                &format!("{what} allocations_per_s"),
+            );
+            positive(&d["releases_per_s"], &format!("{what} releases_per_s"));
+        }
+    }
+    for store in ["etcd_1_member", "etcd_3_members"] {
+        summary(
+            &e["first_add_claims_block_ms"][store],
+            &format!("first ADD {store}"),
+            1,
+        );
+        let f = &e["floor"][store];
+        for k in ["connect_ms", "put_txn_ms", "connect_put_ms", "read_txn_ms"] {
+            summary(&f[k], &format!("etcd floor {store} {k}"), 3);
+        }
+        let floor = positive(&f["floor_ms"], &format!("{store} floor_ms"));
+        let put = f["connect_put_ms"]["p50"].as_f64().unwrap();
+        assert!(floor > put, "{store}: the floor includes the process start");
+        positive(&f["seq_add_p50_over_floor"], &format!("{store} ratio"));
+    }
+    for k in ["exec_true_ms", "version_ms"] {
+        summary(&e["floor"][k], &format!("etcd floor {k}"), 3);
+    }
+    for k in ["etcd_ipam_add", "host_local_add"] {
+        summary(&e["rss_kb"][k], &format!("rss {k}"), 1);
+    }
 
     // The plot is an SVG with a bar per scenario, command and side.
     let svg_text = std::fs::read_to_string(&svg).unwrap();
