@@ -10,6 +10,7 @@ use rtnetlink::AddressMessageBuilder;
 
 use crate::error::Result;
 use crate::handle::Netlink;
+use crate::socket::Transport;
 
 fn message(index: u32, net: IpNetwork) -> AddressMessage {
     match net {
@@ -39,7 +40,7 @@ fn network_of(msg: &AddressMessage) -> Option<IpNetwork> {
     IpNetwork::new(local.or(address)?, msg.header.prefix_len).ok()
 }
 
-impl Netlink {
+impl<T: Transport> Netlink<T> {
     /// `ip addr add <net> dev <index>`; `net` keeps its host bits
     /// (10.0.0.5/24 is address 10.0.0.5 in 10.0.0.0/24). Fails with
     /// [`Error::is_exists`] when the address is already there.

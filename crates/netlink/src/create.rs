@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::handle::Netlink;
 use crate::link::{validate_ifname, Link};
 use crate::netns::Netns;
+use crate::socket::Transport;
 
 /// A Linux bridge to create.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,7 +87,7 @@ fn common<T>(
     b
 }
 
-impl Netlink {
+impl<T: Transport> Netlink<T> {
     /// Sends an `RTM_NEWLINK` create request with `NLM_F_ECHO` and returns the
     /// link the kernel echoes back (kernels since 6.3 echo it; older ones
     /// answer with the bare ack, then `None`). The echo describes the link

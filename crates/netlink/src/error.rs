@@ -19,6 +19,9 @@ pub enum ErrorKind {
     WrongKind,
     /// The netlink conversation itself failed (unexpected reply, closed socket).
     Protocol,
+    /// A dump kept being interrupted by concurrent changes (its answer
+    /// could miss entries); asking again later may succeed.
+    Interrupted,
 }
 
 /// An error with the operation it happened in, e.g.
@@ -40,6 +43,12 @@ impl Error {
             errno: Some(errno),
             detail: io::Error::from_raw_os_error(errno).to_string(),
         }
+    }
+
+    /// An error of an I/O call (socket, send, receive) in `context`: kind
+    /// [`ErrorKind::Os`] with the errno when it has one.
+    pub fn from_io(context: impl Into<String>, err: io::Error) -> Error {
+        Error::io(context, err)
     }
 
     pub(crate) fn io(context: impl Into<String>, err: io::Error) -> Error {
@@ -81,6 +90,15 @@ impl Error {
         Error {
             context: context.into(),
             kind: ErrorKind::Protocol,
+            errno: None,
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn interrupted(context: impl Into<String>, detail: impl Into<String>) -> Error {
+        Error {
+            context: context.into(),
+            kind: ErrorKind::Interrupted,
             errno: None,
             detail: detail.into(),
         }

@@ -1,12 +1,12 @@
-//! The netlink handle: one blocking rtnetlink socket bound to one namespace.
+//! The netlink handle: one route-netlink [`Socket`] bound to one namespace.
 //!
 //! Requests are `netlink-packet-route` messages, serialized, sent, and the
 //! answers read back on the same thread: no async runtime, no connection task
 //! (a plugin makes a dozen requests and exits; a runtime's start, its epoll
 //! and eventfd round trips per request cost more than the requests).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rtnetlink::packet_core::{
@@ -16,121 +16,112 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 
 use crate::error::{Error, Result};
 use crate::netns::Netns;
-
-/// Room for one datagram from the kernel: dumps come in skbs of at most
-/// 32 KiB; anything larger is reported as truncated.
-const RECV_BUF: usize = 64 * 1024;
-
-/// `NLM_F_DUMP_INTR`: the dump was interrupted by a change.
-const NLM_F_DUMP_INTR: u16 = 0x10;
-
-/// How many times an interrupted dump is asked for.
-const DUMP_ATTEMPTS: usize = 3;
+use crate::socket::{Family, Kernel, Socket, Transport};
 
 /// A route-netlink socket in one network namespace.
 ///
 /// Every method blocks until the kernel has answered. Requests from several
-/// threads on one handle are serialized.
-pub struct Netlink {
-    conn: Mutex<Conn>,
+/// threads on one handle are serialized. `T` is the kernel's socket except
+/// in tests, which give a [`crate::socket::Fake`] ([`Netlink::with_transport`]).
+pub struct Netlink<T = Kernel> {
+    sock: Mutex<Socket<T>>,
     netns: PathBuf,
 }
 
-struct Conn {
-    fd: OwnedFd,
-    seq: u32,
-    buf: Vec<u8>,
-}
-
-impl std::fmt::Debug for Netlink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl<T> fmt::Debug for Netlink<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Netlink")
             .field("netns", &self.netns)
             .finish()
     }
 }
 
-/// Creates a route-netlink socket in the namespace of the calling thread.
-pub(crate) fn open_socket(context: &str) -> Result<OwnedFd> {
-    // SAFETY: plain syscalls; the descriptor is owned right away.
-    let fd = unsafe {
-        let raw = libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        );
-        if raw < 0 {
-            return Err(Error::io(context, std::io::Error::last_os_error()));
-        }
-        OwnedFd::from_raw_fd(raw)
-    };
-    // Strict checking makes the kernel honour the filters in dump requests
-    // (e.g. the link index of an address dump) instead of dumping the whole
-    // namespace for us to filter. Kernels before 4.20 lack the option; the
-    // filters are applied on our side as well, so that only costs time.
-    let on: libc::c_int = 1;
-    // SAFETY: `on` outlives the call; the length matches its type.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_NETLINK,
-            libc::NETLINK_GET_STRICT_CHK,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
+/// Opens a route socket in the calling thread's namespace.
+fn open(context: impl FnOnce() -> String) -> Result<Socket> {
+    Socket::open(Family::Route).map_err(|e| Error::io(context(), e))
+}
+
+/// An operation and the namespace it acts in, formatted only for an error:
+/// `delete link 12 (netns /run/netns/x)`.
+struct InNetns<'a> {
+    op: &'a dyn fmt::Display,
+    netns: &'a Path,
+}
+
+impl fmt::Display for InNetns<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (netns {})", self.op, self.netns.display())
     }
-    Ok(fd)
 }
 
 impl Netlink {
-    fn new(fd: OwnedFd, netns: PathBuf) -> Netlink {
-        Netlink {
-            conn: Mutex::new(Conn {
-                fd,
-                seq: 0,
-                // Zeroed allocation: pages the kernel's answers never reach
-                // are never touched (no page faults for a buffer mostly idle).
-                buf: vec![0u8; RECV_BUF],
-            }),
-            netns,
-        }
-    }
-
     /// Opens a socket inside `netns`. The socket is created on a short-lived
     /// helper thread that joins the namespace and exits; the socket stays bound
     /// to that namespace and is used from the caller's thread afterwards.
     pub fn connect(netns: &Netns) -> Result<Netlink> {
-        let context = format!("open netlink socket in netns {}", netns.path().display());
-        let fd = netns.run_in(|| open_socket(&context))??;
-        Ok(Netlink::new(fd, netns.path().to_path_buf()))
+        let context = || format!("open netlink socket in netns {}", netns.path().display());
+        let sock = netns.run_in(|| open(context))??;
+        Ok(Netlink::with_socket(sock, netns.path()))
     }
 
     /// Opens a socket inside `netns` from the calling thread, moved there for
     /// that moment ([`Netns::enter`]): no helper thread. For a plugin's own
     /// threads; never on an async runtime's worker.
     pub fn connect_entering(netns: &Netns) -> Result<Netlink> {
-        let context = format!("open netlink socket in netns {}", netns.path().display());
-        let fd = {
+        let sock = {
             let _inside = netns.enter()?;
-            open_socket(&context)?
+            open(|| format!("open netlink socket in netns {}", netns.path().display()))?
         };
-        Ok(Netlink::new(fd, netns.path().to_path_buf()))
+        Ok(Netlink::with_socket(sock, netns.path()))
     }
 
     /// Opens a socket in the calling thread's own namespace.
     pub fn connect_current() -> Result<Netlink> {
-        let fd = open_socket("open netlink socket in the current netns")?;
-        Ok(Netlink::new(fd, PathBuf::from("/proc/thread-self/ns/net")))
+        let sock = open(|| "open netlink socket in the current netns".to_string())?;
+        Ok(Netlink::with_socket(
+            sock,
+            Path::new("/proc/thread-self/ns/net"),
+        ))
+    }
+}
+
+impl<T: Transport> Netlink<T> {
+    fn with_socket(sock: Socket<T>, netns: &Path) -> Netlink<T> {
+        Netlink {
+            sock: Mutex::new(sock),
+            netns: netns.to_path_buf(),
+        }
+    }
+
+    /// A handle over another transport (a [`crate::socket::Fake`] in tests);
+    /// `netns` only names it in messages.
+    pub fn with_transport(transport: T, netns: impl AsRef<Path>) -> Netlink<T> {
+        Netlink::with_socket(Socket::new(transport), netns.as_ref())
+    }
+
+    /// Runs `f` on the transport (a test reads what a fake was sent).
+    pub fn inspect<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(self.lock().transport())
     }
 
     /// The path of the namespace this socket lives in (for messages).
-    pub fn netns_path(&self) -> &std::path::Path {
+    pub fn netns_path(&self) -> &Path {
         &self.netns
     }
 
     /// Error context naming the operation and this socket's namespace.
-    pub(crate) fn ctx(&self, op: impl std::fmt::Display) -> String {
-        format!("{op} (netns {})", self.netns.display())
+    pub(crate) fn ctx(&self, op: impl fmt::Display) -> String {
+        InNetns {
+            op: &op,
+            netns: &self.netns,
+        }
+        .to_string()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Socket<T>> {
+        self.sock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Sends `msg` with `flags` (`NLM_F_REQUEST` is added; without
@@ -142,131 +133,140 @@ impl Netlink {
         &self,
         msg: RouteNetlinkMessage,
         flags: u16,
-        op: impl std::fmt::Display,
+        op: impl fmt::Display,
     ) -> Result<Vec<RouteNetlinkMessage>> {
-        if flags & NLM_F_DUMP != NLM_F_DUMP {
-            return Ok(self.request_once(msg, flags, &op)?.0);
-        }
-        // A dump cut short by a concurrent change (NLM_F_DUMP_INTR) may miss
-        // entries: ask again, a few times.
-        for _ in 0..DUMP_ATTEMPTS - 1 {
-            match self.request_once(msg.clone(), flags, &op)? {
-                (answers, false) => return Ok(answers),
-                (_, true) => continue,
+        let context = InNetns {
+            op: &op,
+            netns: &self.netns,
+        };
+        let mut sock = self.lock();
+        let answers = if flags & NLM_F_DUMP == NLM_F_DUMP {
+            sock.dump(&|seq| encode(msg.clone(), flags, seq), &context)?
+        } else {
+            let seq = sock.next_seq();
+            sock.request(&encode(msg, flags | NLM_F_ACK, seq), seq, &context)?
+        };
+        drop(sock);
+        let mut out = Vec::with_capacity(answers.len());
+        for bytes in &answers {
+            let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
+                .map_err(|e| Error::protocol(context.to_string(), e.to_string()))?;
+            if let NetlinkPayload::InnerMessage(m) = parsed.payload {
+                out.push(m);
             }
         }
-        Ok(self.request_once(msg, flags, &op)?.0)
+        Ok(out)
     }
+}
 
-    /// One exchange; the flag says whether a dump was interrupted.
-    fn request_once(
-        &self,
-        msg: RouteNetlinkMessage,
-        flags: u16,
-        op: &dyn std::fmt::Display,
-    ) -> Result<(Vec<RouteNetlinkMessage>, bool)> {
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let mut interrupted = false;
-        let mut conn = self
-            .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        conn.seq = conn.seq.wrapping_add(1);
-        let seq = conn.seq;
+/// One request, serialized with sequence number `seq`.
+fn encode(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | flags;
+    header.sequence_number = seq;
+    let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+    req.finalize();
+    let mut out = vec![0u8; req.buffer_len()];
+    req.serialize(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::socket::fake::{ack, datagram, done, error};
+    use crate::socket::{messages, Fake, NLM_F_DUMP_INTR};
+    use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+
+    /// A kernel answer: the route message `m` for request `seq`.
+    fn answer(m: RouteNetlinkMessage, seq: u32, flags: u16) -> Vec<u8> {
         let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
         header.sequence_number = seq;
-        let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
-        req.finalize();
-        let mut out = vec![0u8; req.buffer_len()];
-        req.serialize(&mut out);
-        let fd = conn.fd.as_raw_fd();
-        let context = || self.ctx(op);
-        send_to_kernel(fd, &out).map_err(|e| Error::io(context(), e))?;
-        let mut answers = Vec::new();
-        loop {
-            let n = recv_from_kernel(fd, &mut conn.buf).map_err(|e| Error::io(context(), e))?;
-            if n > conn.buf.len() {
-                return Err(Error::protocol(context(), "reply truncated"));
-            }
-            let mut data = &conn.buf[..n];
-            while data.len() >= 16 {
-                let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
-                if len < 16 || len > data.len() {
-                    return Err(Error::protocol(context(), "malformed reply"));
-                }
-                let this = &data[..len];
-                let aligned = (len + 3) & !3;
-                data = data.get(aligned..).unwrap_or(&[]);
-                let reply_seq = u32::from_ne_bytes([this[8], this[9], this[10], this[11]]);
-                if reply_seq != seq {
-                    // A late answer to an earlier request: not ours.
-                    continue;
-                }
-                if u16::from_ne_bytes([this[6], this[7]]) & NLM_F_DUMP_INTR != 0 {
-                    interrupted = true;
-                }
-                let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(this)
-                    .map_err(|e| Error::protocol(context(), e.to_string()))?;
-                match parsed.payload {
-                    NetlinkPayload::InnerMessage(m) => answers.push(m),
-                    NetlinkPayload::Error(e) => {
-                        let code = e.raw_code();
-                        if code != 0 {
-                            return Err(Error::nack(context(), code));
-                        }
-                        // The acknowledgement ends every request that is not a dump.
-                        if !dump {
-                            return Ok((answers, interrupted));
-                        }
-                    }
-                    NetlinkPayload::Done(d) => {
-                        if d.code != 0 {
-                            return Err(Error::nack(context(), d.code));
-                        }
-                        return Ok((answers, interrupted));
-                    }
-                    _ => {}
-                }
-            }
-        }
+        header.flags = flags;
+        let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(m));
+        msg.finalize();
+        let mut out = vec![0u8; msg.buffer_len()];
+        msg.serialize(&mut out);
+        out
     }
-}
 
-/// Sends one datagram of requests to the kernel.
-pub(crate) fn send_to_kernel(fd: RawFd, buf: &[u8]) -> std::io::Result<()> {
-    // SAFETY: an all-zero sockaddr_nl is valid; pid 0 is the kernel.
-    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    // SAFETY: `buf` and `kernel` are valid for the lengths given.
-    let sent = unsafe {
-        libc::sendto(
-            fd,
-            buf.as_ptr().cast(),
-            buf.len(),
-            0,
-            (&kernel as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return Err(std::io::Error::last_os_error());
+    fn link(index: u32, name: &str) -> RouteNetlinkMessage {
+        let mut l = LinkMessage::default();
+        l.header.index = index;
+        l.attributes.push(LinkAttribute::IfName(name.into()));
+        RouteNetlinkMessage::NewLink(l)
     }
-    Ok(())
-}
 
-/// Receives one datagram; returns its full length, which exceeds
-/// `buf.len()` when it did not fit (`MSG_TRUNC`).
-pub(crate) fn recv_from_kernel(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
-    loop {
-        // SAFETY: `buf` is valid for writes of its length.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+    fn first_seq(req: &[u8]) -> u32 {
+        messages(req).next().map(|m| m.seq).unwrap_or(0)
+    }
+
+    #[test]
+    fn requests_carry_ack_and_a_fresh_sequence_number_and_dumps_do_not() {
+        let nl = Netlink::with_transport(
+            Fake::new(|req| {
+                let m = messages(req).next().expect("a message");
+                if m.flags & NLM_F_DUMP == NLM_F_DUMP {
+                    vec![datagram(&[
+                        answer(link(1, "lo"), m.seq, 2),
+                        answer(link(2, "eth0"), m.seq, 2),
+                        done(m.seq, 0),
+                    ])]
+                } else {
+                    vec![datagram(&[answer(link(2, "eth0"), m.seq, 0), ack(m.seq)])]
+                }
+            }),
+            "/run/netns/test",
+        );
+        let l = nl.link_by_name("eth0").expect("get").expect("found");
+        assert_eq!((l.index, l.name.as_str()), (2, "eth0"));
+        let names: Vec<String> = nl
+            .links()
+            .expect("dump")
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        assert_eq!(names, ["lo", "eth0"]);
+        let sent: Vec<(u16, u32)> = nl.inspect(|f| {
+            f.sent()
+                .iter()
+                .map(|d| messages(d).map(|m| (m.flags, m.seq)).next().expect("one"))
+                .collect()
+        });
+        assert_eq!(sent[0], (NLM_F_REQUEST | NLM_F_ACK, 1));
+        assert_eq!(sent[1], (NLM_F_REQUEST | NLM_F_DUMP, 2));
+    }
+
+    #[test]
+    fn refusals_name_the_operation_and_the_namespace() {
+        let nl = Netlink::with_transport(
+            Fake::new(|req| vec![error(first_seq(req), libc::ENODEV)]),
+            "/run/netns/x",
+        );
+        let err = nl.delete_link(12).unwrap_err();
+        assert!(err.is_not_found());
+        assert_eq!(err.context(), "delete link 12 (netns /run/netns/x)");
+        // A get that finds nothing is `None`, not an error.
+        assert_eq!(nl.link_by_index(12).expect("get"), None);
+    }
+
+    #[test]
+    fn a_dump_interrupted_once_is_listed_again() {
+        let mut calls = 0;
+        let nl = Netlink::with_transport(
+            Fake::new(move |req| {
+                calls += 1;
+                let seq = first_seq(req);
+                let flags = if calls == 1 { NLM_F_DUMP_INTR } else { 0 };
+                vec![datagram(&[
+                    answer(link(calls, "x"), seq, 2 | flags),
+                    done(seq, flags),
+                ])]
+            }),
+            "/run/netns/x",
+        );
+        let links = nl.links().expect("dump");
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0].index, 2, "the complete listing");
     }
 }

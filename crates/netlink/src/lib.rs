@@ -20,7 +20,10 @@
 //! Each [`Netlink`] owns one blocking socket created inside its namespace (on
 //! a short-lived helper thread, see [`Netlink::connect`], or by the calling
 //! thread moved there for the moment, [`Netlink::connect_entering`]). Calls
-//! block until the kernel answers; there is no async runtime.
+//! block until the kernel answers; there is no async runtime. That socket is
+//! [`socket::Socket`], the one netlink socket of the project: the `nft`
+//! crate speaks nf_tables through it too, and tests replace the kernel
+//! behind it with a scripted [`socket::Fake`].
 //! Netlink types are reached only through `rtnetlink::packet_route`, so the
 //! versions can't diverge.
 
@@ -33,6 +36,7 @@ pub mod lookup;
 mod neigh;
 mod netns;
 mod route;
+pub mod socket;
 mod sysctl;
 
 pub use create::{BridgeSpec, VethPeer, VethSpec, VxlanSpec};

@@ -11,6 +11,7 @@ use rtnetlink::{LinkBridgePort, LinkUnspec};
 
 use crate::error::{Error, Result};
 use crate::handle::Netlink;
+use crate::socket::Transport;
 
 /// A network interface as the kernel reports it. Plain data: it does not
 /// follow later changes.
@@ -152,7 +153,7 @@ pub fn validate_ifname(name: &str) -> Result<()> {
     Ok(())
 }
 
-impl Netlink {
+impl<T: Transport> Netlink<T> {
     /// The link called `name`, or `None` when there is none.
     pub fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
         validate_ifname(name)?;

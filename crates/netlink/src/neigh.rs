@@ -12,6 +12,7 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use crate::error::Result;
 use crate::handle::Netlink;
 use crate::link::format_mac;
+use crate::socket::Transport;
 
 /// `NUD_PERMANENT`.
 const NUD_PERMANENT: u16 = 0x80;
@@ -128,7 +129,7 @@ fn fdb_of(msg: &NeighbourMessage) -> Option<FdbEntry> {
     Some(entry)
 }
 
-impl Netlink {
+impl<T: Transport> Netlink<T> {
     /// `ip neigh replace <ip> lladdr <mac> dev <index> nud permanent`.
     pub fn add_neighbour(&self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
         let mut msg = NeighbourMessage::default();

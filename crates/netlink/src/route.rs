@@ -13,6 +13,7 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 
 use crate::error::{Error, Result};
 use crate::handle::Netlink;
+use crate::socket::Transport;
 
 /// The main routing table (`RT_TABLE_MAIN`).
 pub const MAIN_TABLE: u32 = 254;
@@ -257,7 +258,7 @@ fn route_ip(addr: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
-impl Netlink {
+impl<T: Transport> Netlink<T> {
     /// `ip route add`: fails with [`Error::is_exists`] when the same route
     /// (destination, metric, table) is there.
     pub fn add_route(&self, route: &Route) -> Result<()> {
