@@ -67,6 +67,23 @@ impl EtcdServer {
         }
     }
 
+    /// Like [`EtcdServer::start`], but inside the network namespace at
+    /// `netns` (a sandbox's underlay), listening on `ip` there (which must be
+    /// an address of that namespace): etcd as the nodes of a simulated
+    /// cluster reach it over their underlay.
+    pub fn start_in(netns: &Path, ip: Ipv4Addr) -> EtcdServer {
+        EtcdServer {
+            cluster: EtcdCluster::start_placed(
+                1,
+                None,
+                Placement {
+                    netns: Some(netns.to_path_buf()),
+                    host: ip,
+                },
+            ),
+        }
+    }
+
     /// Like [`EtcdServer::start`], serving clients over TLS (`https://`).
     pub fn start_tls(tls: ServerTls) -> EtcdServer {
         EtcdServer {
@@ -102,12 +119,22 @@ pub struct EtcdCluster {
     dir: PathBuf,
     token: String,
     tls: Option<ServerTls>,
+    placement: Placement,
     members: Vec<Member>,
+}
+
+/// Where members run: this process's namespace on 127.0.0.1, or a given
+/// namespace on one of its addresses.
+#[derive(Debug, Clone)]
+struct Placement {
+    netns: Option<PathBuf>,
+    host: Ipv4Addr,
 }
 
 #[derive(Debug)]
 struct Member {
     name: String,
+    placement: Placement,
     client_port: u16,
     peer_port: u16,
     /// Plain-HTTP `/health` and `/metrics` when clients speak TLS.
@@ -136,6 +163,14 @@ impl EtcdCluster {
 
     /// [`EtcdCluster::start`] with TLS on the client ports when `tls` says so.
     pub fn start_with(n: usize, tls: Option<ServerTls>) -> EtcdCluster {
+        let here = Placement {
+            netns: None,
+            host: Ipv4Addr::LOCALHOST,
+        };
+        EtcdCluster::start_placed(n, tls, here)
+    }
+
+    fn start_placed(n: usize, tls: Option<ServerTls>, placement: Placement) -> EtcdCluster {
         assert!(n > 0, "an etcd cluster needs at least one member");
         require_tool("etcd", "etcd-server");
         let (dir, id) = make_fixture_dir();
@@ -144,6 +179,7 @@ impl EtcdCluster {
             dir,
             token,
             tls,
+            placement,
             members: Vec::new(),
         };
         for attempt in 1..=START_ATTEMPTS {
@@ -262,11 +298,17 @@ impl EtcdCluster {
     }
 
     fn try_start(&mut self, n: usize) -> Result<(), StartError> {
-        let ports = free_ports(3 * n);
+        // A namespace of the test's own has every port free.
+        let ports = match self.placement.netns {
+            Some(_) => (0..3 * n).map(|i| 2379 + i as u16).collect(),
+            None => free_ports(3 * n),
+        };
         let tls = self.tls.clone();
+        let placement = self.placement.clone();
         self.members = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
+                placement: placement.clone(),
                 client_port: ports[3 * i],
                 peer_port: ports[3 * i + 1],
                 metrics_port: tls.as_ref().map(|_| ports[3 * i + 2]),
@@ -294,7 +336,7 @@ impl EtcdCluster {
                 }
             }
             for (member, ok) in self.members.iter().zip(&mut healthy) {
-                *ok = *ok || health_ok(member.health_port());
+                *ok = *ok || member.healthy();
             }
             if healthy.iter().all(|ok| *ok) {
                 return Ok(());
@@ -354,15 +396,36 @@ impl Drop for EtcdCluster {
 impl Member {
     fn client_url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        format!("{scheme}://127.0.0.1:{}", self.client_port)
+        format!("{scheme}://{}:{}", self.placement.host, self.client_port)
     }
 
     fn health_port(&self) -> u16 {
         self.metrics_port.unwrap_or(self.client_port)
     }
 
+    /// `/health` answers true, asked from the member's own namespace.
+    fn healthy(&self) -> bool {
+        let (host, port) = (self.placement.host, self.health_port());
+        match &self.placement.netns {
+            None => health_ok(host, port),
+            Some(ns) => {
+                let Ok(file) = File::open(ns) else {
+                    return false;
+                };
+                thread::scope(|s| {
+                    s.spawn(|| {
+                        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).is_ok()
+                            && health_ok(host, port)
+                    })
+                    .join()
+                    .unwrap_or(false)
+                })
+            }
+        }
+    }
+
     fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("http://{}:{}", self.placement.host, self.peer_port)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -407,7 +470,10 @@ impl Member {
                 .arg("--trusted-ca-file")
                 .arg(&tls.ca)
                 .arg(format!("--client-cert-auth={}", tls.client_cert_auth))
-                .arg(format!("--listen-metrics-urls=http://127.0.0.1:{metrics}"));
+                .arg(format!(
+                    "--listen-metrics-urls=http://{}:{metrics}",
+                    self.placement.host
+                ));
         }
         cmd.stdin(Stdio::null()).stdout(log).stderr(stderr);
         // etcd reads every ETCD_<FLAG> variable as a flag: keep the caller's out.
@@ -420,9 +486,16 @@ impl Member {
         // unless this names the (Go) architecture it runs on.
         cmd.env("ETCD_UNSUPPORTED_ARCH", go_arch());
         let parent = std::process::id();
-        // SAFETY: prctl and getppid are plain syscalls, fine between fork and exec.
+        let netns = self.placement.netns.as_ref().map(|p| {
+            File::open(p).unwrap_or_else(|e| panic!("open netns {}: {e}", p.display()))
+        });
+        // SAFETY: prctl, getppid and setns are plain syscalls, fine between
+        // fork and exec.
         unsafe {
             cmd.pre_exec(move || {
+                if let Some(ns) = &netns {
+                    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+                }
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
                 if nix::unistd::getppid().as_raw() as u32 != parent {
                     return Err(io::Error::other("test process exited before etcd started"));
@@ -469,7 +542,7 @@ impl Member {
             if let Some(err) = self.exited_error() {
                 return Err(err);
             }
-            if health_ok(self.health_port()) {
+            if self.healthy() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -486,8 +559,8 @@ impl Member {
 }
 
 /// `GET /health` over a plain TCP connection; true on `"health":"true"`.
-fn health_ok(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+fn health_ok(host: Ipv4Addr, port: u16) -> bool {
+    let addr = SocketAddr::from((host, port));
     let attempt = || -> io::Result<String> {
         let timeout = Duration::from_secs(2);
         let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
@@ -496,7 +569,7 @@ fn health_ok(port: u16) -> bool {
         // HTTP/1.0: the server closes the connection after the response.
         write!(
             stream,
-            "GET /health HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
+            "GET /health HTTP/1.0\r\nHost: {host}:{port}\r\nAccept: application/json\r\n\r\n"
         )?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;

@@ -103,7 +103,7 @@ impl OverlayConfig {
         }
         if new.port != self.port {
             why.push(format!(
-                "port {} -> {}: the same split",
+                "port {} -> {}: running nodes keep the old port until restarted, and the two halves can't talk",
                 self.port, new.port
             ));
         }
