@@ -43,7 +43,7 @@ fn network_of(msg: &AddressMessage) -> Option<IpNetwork> {
 impl<T: Transport> Netlink<T> {
     /// `ip addr add <net> dev <index>`; `net` keeps its host bits
     /// (10.0.0.5/24 is address 10.0.0.5 in 10.0.0.0/24). Fails with
-    /// [`Error::is_exists`] when the address is already there.
+    /// [`crate::Error::is_exists`] when the address is already there.
     pub fn add_address(&self, index: u32, net: IpNetwork) -> Result<()> {
         let msg = message(index, net);
         self.request(
@@ -78,7 +78,7 @@ impl<T: Transport> Netlink<T> {
     }
 
     /// `ip addr del <net> dev <index>`; a missing address gives
-    /// [`Error::is_not_found`] (EADDRNOTAVAIL).
+    /// [`crate::Error::is_not_found`] (EADDRNOTAVAIL).
     pub fn del_address(&self, index: u32, net: IpNetwork) -> Result<()> {
         self.request(
             RouteNetlinkMessage::DelAddress(message(index, net)),

@@ -1,10 +1,9 @@
 //! One-shot questions to the kernel of the calling thread's namespace, with
 //! no message types beyond the few fields asked for. For a plugin whose only
-//! netlink work is one lookup (portmap asks where a container address is
+//! netlink work is a lookup (portmap asks where a container address is
 //! routed), parsing the one attribute wanted by hand keeps
-//! netlink-packet-route's parsers out of its binary (measured: portmap 2.6 →
-//! 1.7 MB, peak RSS −700 KiB, when this replaced a [`Netlink`](crate::Netlink)
-//! handle).
+//! netlink-packet-route's parsers out of its binary (smaller, fewer pages
+//! touched at start; BENCHMARKS.md).
 
 use std::net::IpAddr;
 

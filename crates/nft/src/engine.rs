@@ -15,30 +15,59 @@
 //! ADD on a node where the table already exists (every ADD but the first)
 //! only *creates* the attachment's chains, rules and elements, in one netlink
 //! batch (`crate::nl`): re-adding or flushing existing objects would make the
-//! kernel wait for an RCU grace period (~15 ms on these machines), creating
-//! new ones does not. When that batch fails (first ADD, a re-ADD of the same
-//! attachment, a tampered table) the full batch runs through `nft`: table,
-//! maps and chains "add"ed, the fixed chains flushed and refilled, the
-//! attachment's chains flushed and refilled, its elements added. If the
-//! kernel refuses that because an element's key is held by another (stale)
-//! attachment, ADD lists the table once, deletes the clashing elements and
-//! applies again in one batch.
-//! DEL (over netlink; through `nft` as a fallback) and GC list the table
-//! once and apply one batch in which every
-//! element delete is guarded by re-adding the element exactly as listed, so a
-//! key another attachment took over meanwhile fails the batch instead of
-//! losing its element; a failed batch is retried from a fresh listing.
+//! kernel wait for an RCU grace period, creating new ones does not. When
+//! that batch is refused (first ADD, a re-ADD of the same attachment, a
+//! tampered table) the full batch runs through `nft`: table, maps and chains
+//! "add"ed, the fixed chains flushed and refilled, the attachment's chains
+//! flushed and refilled, its elements added. If the kernel refuses that
+//! because an element's key is held by another (stale) attachment, ADD lists
+//! the table once, deletes the clashing elements and applies again in one
+//! batch.
+//!
+//! DEL and GC: what goes is decided in `crate::plan`; the back end (netlink
+//! for DEL, `nft` for GC and as DEL's fallback) only lists and applies.
+//! Which back end runs is decided by [`Way::chosen`], nowhere else.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use nftables::types::NfFamily;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::build::{family_name, Batch, Expr, Hook, Stmt};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::exec;
 use crate::listing::Listing;
+use crate::nl::{Attach, Nl};
+use crate::plan::{self, Chains};
+
+/// Which back end changes the kernel: chosen here, per operation, and
+/// nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Way {
+    /// In-process netlink for ADD's create-only batch and for DEL; `nft`
+    /// for everything else, and for what netlink can't express or failed at.
+    NetlinkFirst,
+    /// `CNI_RS_NFT_EXEC=1`: every change through `nft`, a way out should a
+    /// kernel refuse something the netlink path sends.
+    ExecOnly,
+}
+
+impl Way {
+    pub fn chosen() -> Way {
+        if std::env::var_os("CNI_RS_NFT_EXEC").is_some_and(|v| v == "1") {
+            Way::ExecOnly
+        } else {
+            Way::NetlinkFirst
+        }
+    }
+}
+
+/// Without nf_tables in the kernel (no netfilter netlink family) nothing of
+/// ours can exist.
+fn nf_tables_absent(e: &netlink::Error) -> bool {
+    matches!(e.errno(), Some(libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT))
+}
 
 /// A verdict map of the layout.
 pub(crate) struct MapDef {
@@ -179,12 +208,19 @@ impl Layout {
         // Fast path: the table and its fixed chains are in place, the
         // attachment's objects are all new: one netlink batch in-process
         // (or one `nft` run for what netlink here can't express).
-        match crate::nl::attach(self, st) {
-            Some(Ok(())) => return Ok(()),
+        let fast = match Way::chosen() {
+            Way::NetlinkFirst => match Nl::open(self) {
+                Ok(mut nl) => nl.attach(self, st),
+                Err(_) => Attach::Refused,
+            },
+            Way::ExecOnly => Attach::Unsupported,
+        };
+        match fast {
+            Attach::Done => return Ok(()),
             // Refused (first ADD, re-ADD, a key still taken): nothing
             // changed; the full batch below deals with it.
-            Some(Err(_)) => {}
-            None => {
+            Attach::Refused => {}
+            Attach::Unsupported => {
                 if exec::apply(&self.attach_batch(st).to_json()).is_ok() {
                     return Ok(());
                 }
@@ -196,7 +232,7 @@ impl Layout {
         // batch. A concurrent DEL or ADD may change the table between the
         // listing and the batch: then try again from a fresh listing.
         let mut last = None;
-        for _ in 0..3 {
+        for _ in 0..plan::ATTEMPTS {
             match exec::apply(&self.add_batch(st).to_json()) {
                 Ok(()) => return Ok(()),
                 Err(e) => last = Some(e),
@@ -243,149 +279,49 @@ impl Layout {
             .within(ctx()))
     }
 
-    fn is_att_chain(&self, name: &str) -> bool {
+    pub fn is_att_chain(&self, name: &str) -> bool {
         self.att_prefixes.iter().any(|p| name.starts_with(p))
-    }
-
-    /// The attachment chains, grouped by the hash after their prefix, with
-    /// the tag found in their rules' comments (None: no tagged rule at all).
-    fn groups(&self, l: &Listing) -> BTreeMap<String, (Vec<String>, Option<String>)> {
-        let mut groups: BTreeMap<String, (Vec<String>, Option<String>)> = BTreeMap::new();
-        for name in l.chains.keys() {
-            let Some(prefix) = self.att_prefixes.iter().find(|p| name.starts_with(**p)) else {
-                continue;
-            };
-            let entry = groups.entry(name[prefix.len()..].to_string()).or_default();
-            entry.0.push(name.clone());
-            if entry.1.is_none() {
-                entry.1 = l.rules_of(name).find_map(|r| r.comment.clone());
-            }
-        }
-        groups
-    }
-
-    /// Deletes the given chains and every element that jumps to them.
-    fn removal(&self, l: &Listing, chains: &BTreeSet<String>) -> Batch {
-        let mut b = Batch::default();
-        for (map, m) in &l.maps {
-            for e in &m.elems {
-                let Some(target) = e.target.as_ref().filter(|t| chains.contains(*t)) else {
-                    continue;
-                };
-                // Deleting by key alone could remove another attachment's
-                // element if the key was taken over since the listing: the
-                // guard fails the batch then, and we retry from a new listing.
-                b.guard_element(
-                    self.family,
-                    self.table,
-                    map,
-                    &e.key,
-                    target,
-                    e.comment.as_deref(),
-                );
-                b.delete_element(self.family, self.table, map, &e.key);
-            }
-        }
-        for c in chains {
-            if l.chains.contains_key(c) {
-                b.delete_chain(self.family, self.table, c);
-            }
-        }
-        b
-    }
-
-    /// Lists, computes a removal batch, applies it; once more from a fresh
-    /// listing if the batch failed (something changed in between).
-    fn remove_with<F>(&self, ctx: &str, pick: F) -> Result<usize>
-    where
-        F: Fn(&Listing) -> (BTreeSet<String>, usize),
-    {
-        let mut last_err = None;
-        for _ in 0..3 {
-            let listing = match self.list() {
-                Ok(Some(l)) => l,
-                // No table, or no nft at all: nothing of ours can exist.
-                Ok(None) => return Ok(0),
-                Err(e) if e.is_missing_binary() => return Ok(0),
-                Err(e) => return Err(e.within(ctx)),
-            };
-            let (chains, count) = pick(&listing);
-            let batch = self.removal(&listing, &chains);
-            if batch.is_empty() {
-                return Ok(count);
-            }
-            match exec::apply(&batch.to_json()) {
-                Ok(()) => return Ok(count),
-                Err(e) => last_err = Some(e),
-            }
-        }
-        Err(last_err
-            .unwrap_or_else(|| Error::invalid("remove", "no attempt made"))
-            .within(ctx))
     }
 
     /// Removes one attachment: its chains (by name, and any chain of ours
     /// whose rules carry its tag) and the elements that lead to them.
     pub fn del(&self, tag: &str, names: &[String]) -> Result<()> {
         let ctx = self.context("DEL", tag);
-        // In-process over netlink; through `nft` if that failed (which also
-        // covers kernels or sandboxes where the netlink way is refused).
-        let nl_err = match crate::nl::detach(self, tag, names) {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        // Without nf_tables in the kernel nothing of ours can exist. Any
-        // other netlink failure with no `nft` to fall back on is the answer:
-        // the fallback would call a missing binary "nothing installed".
-        if nl_err.nf_tables_absent() {
-            return Ok(());
-        }
-        if !nl_err.is_disabled() && exec::nft_binary().is_err() {
-            return Err(Error::new(
-                crate::ErrorKind::NftFailed,
-                ctx,
-                nl_err.detail(),
-            ));
-        }
-        let by_nft = self.remove_with(&ctx, |l| {
-            let mut chains: BTreeSet<String> = names
-                .iter()
-                .filter(|n| l.chains.contains_key(*n))
-                .cloned()
-                .collect();
-            for r in &l.rules {
-                if r.comment.as_deref() == Some(tag) && self.is_att_chain(&r.chain) {
-                    chains.insert(r.chain.clone());
+        let pick = |c: &Chains| plan::del_pick(self, tag, names, c);
+        if Way::chosen() == Way::NetlinkFirst {
+            let by_netlink =
+                Nl::open(self).and_then(|mut nl| plan::remove(&mut nl, self, names, &pick));
+            match by_netlink {
+                Ok(_) => return Ok(()),
+                Err(e) if nf_tables_absent(&e) => return Ok(()),
+                // With no `nft` to fall back on, the netlink failure is the
+                // answer: the fallback would call a missing binary "nothing
+                // installed".
+                Err(e) if exec::nft_binary().is_err() => {
+                    return Err(Error::new(ErrorKind::NftFailed, ctx, e.to_string()))
                 }
+                // Refused in a way `nft` may not be (a sandbox, a kernel
+                // quirk): the same plan, through `nft`.
+                Err(_) => {}
             }
-            (chains, 0)
-        });
-        by_nft.map(drop)
+        }
+        plan::remove(&mut exec::Exec::default(), self, names, &pick)
+            .map(drop)
+            .map_err(|e| e.within(ctx))
     }
 
     /// Removes every attachment whose tag says it belongs to the network
     /// (`network_prefix`) but is not in `keep`; also attachment chains that
     /// carry no tag at all (leftovers nothing can own). Returns how many
-    /// attachments (distinct tags) were removed.
+    /// attachments (distinct tags) were removed. Through `nft`.
     pub fn gc(&self, network_prefix: &str, keep: &BTreeSet<String>) -> Result<usize> {
         let ctx = format!("{} GC for network {network_prefix}", self.what);
-        let removed = self.remove_with(&ctx, |l| {
-            let mut chains = BTreeSet::new();
-            let mut tags = BTreeSet::new();
-            for (names, tag) in self.groups(l).into_values() {
-                let stale = match &tag {
-                    Some(t) => t.starts_with(network_prefix) && !keep.contains(t),
-                    None => true,
-                };
-                if stale {
-                    chains.extend(names);
-                    if let Some(t) = tag {
-                        tags.insert(t);
-                    }
-                }
-            }
-            (chains, tags.len())
-        })?;
+        let pick = |c: &Chains| plan::gc_pick(self, network_prefix, keep, c);
+        let removed = match plan::remove(&mut exec::Exec::default(), self, &[], &pick) {
+            Ok(plan::Outcome::Removed { count, .. }) => count,
+            Ok(_) => 0,
+            Err(e) => return Err(e.within(ctx)),
+        };
         self.repair()?;
         Ok(removed)
     }
@@ -526,41 +462,5 @@ mod tests {
         assert_ne!(a, chain_name("masq-", "net/ctr/eth1"));
         assert_eq!(a.len(), "masq-".len() + 16);
         assert!(a[5..].chars().all(|c| c.is_ascii_hexdigit()));
-    }
-
-    /// A removal deletes an element only behind a guard that re-adds it
-    /// exactly as listed, so a key taken over meanwhile fails the batch.
-    #[test]
-    fn removal_guards_every_element_delete() {
-        let layout = crate::masq::layout_for_tests();
-        let doc = serde_json::json!({"nftables": [
-            {"table": {"family": "inet", "name": "cni_masq"}},
-            {"map": {"family": "inet", "table": "cni_masq", "name": "masq4",
-                     "type": "ipv4_addr", "map": "verdict",
-                     "elem": [[{"elem": {"val": "10.0.0.5", "comment": "n/c/eth0"}},
-                               {"jump": {"target": "masq-0123456789abcdef"}}]]}},
-            {"chain": {"family": "inet", "table": "cni_masq", "name": "masq-0123456789abcdef"}}
-        ]});
-        let listing = Listing::parse(&doc, "inet", "cni_masq").expect("parse");
-        let chains: BTreeSet<String> = ["masq-0123456789abcdef".to_string()].into();
-        let cmds = layout.removal(&listing, &chains).commands().to_vec();
-        let verbs: Vec<&str> = cmds
-            .iter()
-            .map(|c| {
-                c.as_object()
-                    .and_then(|o| o.keys().next())
-                    .map_or("", |k| k.as_str())
-            })
-            .collect();
-        assert_eq!(verbs, ["add", "delete", "delete"], "{cmds:?}");
-        let guard = &cmds[0]["add"]["element"];
-        assert_eq!(guard["elem"][0][0]["elem"]["val"], "10.0.0.5");
-        assert_eq!(guard["elem"][0][0]["elem"]["comment"], "n/c/eth0");
-        assert_eq!(
-            guard["elem"][0][1]["jump"]["target"],
-            "masq-0123456789abcdef"
-        );
-        assert_eq!(cmds[1]["delete"]["element"]["elem"][0], "10.0.0.5");
-        assert_eq!(cmds[2]["delete"]["chain"]["name"], "masq-0123456789abcdef");
     }
 }

@@ -1,5 +1,6 @@
 //! Running the `nft` binary: apply a JSON batch (`nft -j -f -`), check one
-//! without applying it (`nft -c -j -f -`), list one of our tables.
+//! without applying it (`nft -c -j -f -`), list one of our tables; and `nft`
+//! as a back end of `crate::plan` ([`Exec`]).
 //!
 //! We spawn `nft` ourselves rather than through `nftables::helper`, because
 //! the helper lets nft's stderr go to ours and so loses the reason a batch
@@ -13,7 +14,11 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+use crate::build::{family_name, Batch};
+use crate::engine::Layout;
 use crate::error::{Error, ErrorKind, Result};
+use crate::listing::{ListedElem, Listing};
+use crate::plan::{self, Applied, Chains, Removal};
 
 /// Where `nft` usually lives when PATH is unset (plugins may be started with
 /// an empty environment).
@@ -129,4 +134,128 @@ pub(crate) fn list_table(family: &str, table: &str) -> Result<Option<Value>> {
 /// The binary we would run, for messages.
 pub fn nft_path() -> Result<OsString> {
     nft_binary().map(PathBuf::into_os_string)
+}
+
+/// `nft` as a [`plan::Backend`]: one `nft -j list table` per listing (its
+/// elements kept for [`plan::Backend::elements`]), one JSON batch per removal.
+#[derive(Debug, Default)]
+pub(crate) struct Exec {
+    listing: Option<Listing>,
+}
+
+impl plan::Listed for ListedElem {
+    fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+}
+
+impl plan::Backend for Exec {
+    type Elem = ListedElem;
+    type Error = Error;
+
+    /// Every chain of the table; no `nft` at all counts as no table (nothing
+    /// of ours can have been installed without it).
+    fn chains(&mut self, layout: &Layout, _expected: &[String]) -> Result<Option<Chains>> {
+        let family = family_name(layout.family);
+        let doc = match list_table(family, layout.table) {
+            Ok(Some(doc)) => doc,
+            Ok(None) => return Ok(None),
+            Err(e) if e.is_missing_binary() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let l = Listing::parse(&doc, family, layout.table)?;
+        let chains = l
+            .chains
+            .keys()
+            .map(|c| {
+                (
+                    c.clone(),
+                    l.rules_of(c).map(|r| r.comment.clone()).collect(),
+                )
+            })
+            .collect();
+        self.listing = Some(l);
+        Ok(Some(chains))
+    }
+
+    fn elements(&mut self, _layout: &Layout, map: &'static str) -> Result<Vec<ListedElem>> {
+        Ok(self
+            .listing
+            .as_ref()
+            .and_then(|l| l.maps.get(map))
+            .map(|m| m.elems.clone())
+            .unwrap_or_default())
+    }
+
+    /// Any refusal counts as a race: `nft` reports no errno to tell.
+    fn apply(&mut self, layout: &Layout, removal: &Removal<ListedElem>) -> Result<Applied<Error>> {
+        match apply(&removal_batch(layout, removal).to_json()) {
+            Ok(()) => Ok(Applied::Done),
+            Err(e) => Ok(Applied::Raced(e)),
+        }
+    }
+}
+
+/// The removal as one JSON batch: each element deleted behind its guard,
+/// then the chains.
+fn removal_batch(layout: &Layout, removal: &Removal<ListedElem>) -> Batch {
+    let mut b = Batch::default();
+    for (map, e) in &removal.elems {
+        if let Some(target) = &e.target {
+            b.guard_element(
+                layout.family,
+                layout.table,
+                map,
+                &e.key,
+                target,
+                e.comment.as_deref(),
+            );
+            b.delete_element(layout.family, layout.table, map, &e.key);
+        }
+    }
+    for c in &removal.chains {
+        b.delete_chain(layout.family, layout.table, c);
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An element is deleted only behind a guard that re-adds it exactly as
+    /// listed, so a key taken over meanwhile fails the batch.
+    #[test]
+    fn removal_guards_every_element_delete() {
+        let layout = crate::masq::layout();
+        let elem = ListedElem {
+            key: serde_json::json!("10.0.0.5"),
+            comment: Some("n/c/eth0".into()),
+            target: Some("masq-0123456789abcdef".into()),
+        };
+        let removal = Removal {
+            elems: vec![("masq4", elem)],
+            chains: ["masq-0123456789abcdef".to_string()].into(),
+        };
+        let cmds = removal_batch(&layout, &removal).commands().to_vec();
+        let verbs: Vec<&str> = cmds
+            .iter()
+            .map(|c| {
+                c.as_object()
+                    .and_then(|o| o.keys().next())
+                    .map_or("", |k| k.as_str())
+            })
+            .collect();
+        assert_eq!(verbs, ["add", "delete", "delete"], "{cmds:?}");
+        let guard = &cmds[0]["add"]["element"];
+        assert_eq!(guard["name"], "masq4");
+        assert_eq!(guard["elem"][0][0]["elem"]["val"], "10.0.0.5");
+        assert_eq!(guard["elem"][0][0]["elem"]["comment"], "n/c/eth0");
+        assert_eq!(
+            guard["elem"][0][1]["jump"]["target"],
+            "masq-0123456789abcdef"
+        );
+        assert_eq!(cmds[1]["delete"]["element"]["elem"][0], "10.0.0.5");
+        assert_eq!(cmds[2]["delete"]["chain"]["name"], "masq-0123456789abcdef");
+    }
 }

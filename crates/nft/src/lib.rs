@@ -22,14 +22,15 @@
 //! without knowing its addresses (the container may be long gone).
 //!
 //! Cost per operation: ADD = one netlink batch (chains, rules, elements, all
-//! new) when the table exists, else one `nft` exec that creates the table and
+//! new) when the table exists, else one `nft` run that creates the table and
 //! refills the fixed chains (the first ADD on a node, a re-ADD of the same
 //! attachment). DEL = a rule dump, one element dump per map and one batch
-//! over netlink (through `nft` if netlink is refused); with
-//! [`park_sockets`] and [`release_sockets`] the ~15 ms the kernel then needs
-//! to free the deleted rules is spent in a forked child, not in the plugin. GC = one
+//! over netlink (through `nft` if netlink is refused); while a
+//! [`park_sockets`] guard lives, the wait for the kernel to free the deleted
+//! rules falls on a forked child, not on the plugin. GC = one
 //! `nft -j list table` + one batch. CHECK = one listing. `CNI_RS_NFT_EXEC=1`
-//! sends every change through `nft`.
+//! sends every change through `nft`. Where each of these messages is sent
+//! from: the crate's README.
 
 mod build;
 mod engine;
@@ -37,6 +38,7 @@ mod error;
 mod exec;
 mod listing;
 mod nl;
+mod plan;
 
 pub mod masq;
 pub mod portmap;
@@ -46,7 +48,7 @@ use sha2::{Digest, Sha256};
 
 pub use error::{Error, ErrorKind, Result};
 pub use exec::nft_path;
-pub use nl::{netlink_batches, park_sockets, release_sockets};
+pub use nl::{netlink_batches, park_sockets, Parked};
 
 /// nft's limit for a comment is 128 bytes including the terminating NUL.
 pub const MAX_TAG_LEN: usize = 127;

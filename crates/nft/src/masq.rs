@@ -40,12 +40,7 @@ pub struct MasqRule {
     pub subnet: IpNetwork,
 }
 
-#[cfg(test)]
-pub(crate) fn layout_for_tests() -> Layout {
-    layout()
-}
-
-fn layout() -> Layout {
+pub(crate) fn layout() -> Layout {
     Layout {
         what: "masquerade",
         family: NfFamily::INet,
@@ -81,7 +76,7 @@ pub fn chain(att: &Attachment) -> String {
     chain_name(CHAIN_PREFIX, &att.tag())
 }
 
-fn state(att: &Attachment, rules: &[MasqRule]) -> Result<AttState> {
+pub(crate) fn state(att: &Attachment, rules: &[MasqRule]) -> Result<AttState> {
     let tag = att.tag();
     let chain = chain_name(CHAIN_PREFIX, &tag);
     let mut chain_rules = Vec::new();
@@ -132,7 +127,8 @@ fn state(att: &Attachment, rules: &[MasqRule]) -> Result<AttState> {
 }
 
 /// Masquerades the attachment's addresses. Idempotent: a repeated ADD
-/// replaces this attachment's rules with `rules`. One `nft` exec.
+/// replaces this attachment's rules with `rules`. One netlink batch when
+/// our table exists (see the crate docs for the other cases).
 pub fn add(att: &Attachment, rules: &[MasqRule]) -> Result<()> {
     layout().add(&state(att, rules)?)
 }

@@ -118,7 +118,7 @@ fn dispatch_key(daddr: Option<&str>) -> Expr {
     concat_key(items)
 }
 
-fn layout() -> Layout {
+pub(crate) fn layout() -> Layout {
     let dstnat = |hook| {
         Some(Hook {
             kind: NfChainType::NAT,
@@ -209,7 +209,7 @@ const LOCALHOST: Ipv4Network = match Ipv4Network::new_checked(Ipv4Addr::new(127,
     None => panic!("127.0.0.0/8 is a valid network"),
 };
 
-fn state(att: &Attachment, spec: &Spec) -> AttState {
+pub(crate) fn state(att: &Attachment, spec: &Spec) -> AttState {
     let tag = att.tag();
     let [dn_chain, sn_chain] = chains(att);
     let mut dn_rules: Vec<Vec<Stmt>> = Vec::new();
@@ -305,7 +305,8 @@ fn state(att: &Attachment, spec: &Spec) -> AttState {
     }
 }
 
-/// Installs the attachment's mappings, replacing any it had. One `nft` exec.
+/// Installs the attachment's mappings, replacing any it had. One netlink
+/// batch when our table exists (see the crate docs for the other cases).
 pub fn add(att: &Attachment, spec: &Spec) -> Result<()> {
     layout().add(&state(att, spec))
 }

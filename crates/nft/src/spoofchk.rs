@@ -22,7 +22,7 @@ const CHAIN_PREFIX: &str = "spoof-";
 /// Linux interface names are at most 15 bytes.
 const MAX_IFNAME: usize = 15;
 
-fn layout() -> Layout {
+pub(crate) fn layout() -> Layout {
     Layout {
         what: "spoof check",
         family: NfFamily::Bridge,
@@ -56,7 +56,7 @@ fn mac_string(mac: [u8; 6]) -> String {
         .join(":")
 }
 
-fn state(att: &Attachment, host_ifname: &str, mac: [u8; 6]) -> Result<AttState> {
+pub(crate) fn state(att: &Attachment, host_ifname: &str, mac: [u8; 6]) -> Result<AttState> {
     let tag = att.tag();
     if host_ifname.is_empty() || host_ifname.len() > MAX_IFNAME {
         return Err(Error::invalid(
@@ -86,7 +86,8 @@ fn state(att: &Attachment, host_ifname: &str, mac: [u8; 6]) -> Result<AttState> 
 }
 
 /// Drops frames from `host_ifname` whose source MAC is not `mac`. Idempotent;
-/// one `nft` exec.
+/// one netlink batch when our table exists (see the crate docs for the
+/// other cases).
 pub fn add(att: &Attachment, host_ifname: &str, mac: [u8; 6]) -> Result<()> {
     layout().add(&state(att, host_ifname, mac)?)
 }

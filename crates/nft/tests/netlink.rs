@@ -4,6 +4,11 @@
 //! netlink (a later ADD) have the same kernel bytecode, element by element
 //! and rule by rule, and DEL over netlink removes exactly its own objects.
 //!
+//! The bytecode `nft` wrote is also compared with the golden files under
+//! `tests/golden/` (captured by this test with `CNI_RS_UPDATE_GOLDEN=1` and
+//! checked in), from which the unit tests check our encoder without root
+//! (`src/nl/golden.rs`).
+//!
 //! One test function: it reads the process-wide netlink batch counter.
 
 mod common;
@@ -74,6 +79,37 @@ fn bytecode(ns: &Netns, family: &str, table: &str, chains: &[String]) -> (String
     (rules, elems.concat())
 }
 
+/// The bytecode `nft` wrote for attachment `x` of rule set `what`, as
+/// checked in under `tests/golden/<what>.txt`; `CNI_RS_UPDATE_GOLDEN=1`
+/// writes it instead of comparing.
+fn golden(what: &str, rules: &str, elems: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{what}.txt"));
+    let text = format!(
+        "# `nft --debug=netlink list table` of attachment x in tests/netlink.rs ({what}),\n\
+         # as nft wrote it; CNI_RS_UPDATE_GOLDEN=1 cargo test -p nft --test netlink rewrites it.\n\
+         # rules\n{rules}# elements\n{elems}"
+    );
+    if std::env::var_os("CNI_RS_UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().expect("golden dir")).expect("create tests/golden");
+        std::fs::write(&path, &text).expect("write golden file");
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; capture it with CNI_RS_UPDATE_GOLDEN=1",
+            path.display()
+        )
+    });
+    assert_eq!(
+        text,
+        want,
+        "{what}: nft's bytecode differs from {}",
+        path.display()
+    );
+}
+
 /// Adds `x` in a fresh namespace (through nft: the table is new) and, in a
 /// second one, after `bootstrap` (through netlink); compares the bytecode,
 /// then deletes `x` over netlink and checks what is left.
@@ -117,6 +153,7 @@ fn compare(
     );
     assert_eq!(rules_a, rules_b, "{what}: rule bytecode differs");
     assert_eq!(elems_a, elems_b, "{what}: element bytecode differs");
+    golden(what, &rules_a, &elems_a);
 
     let before = nft::netlink_batches();
     in_ns(by_nl.host(), del_x).expect("del");

@@ -35,13 +35,11 @@ pub fn del(req: &Request) -> Result<(), Error> {
     // Our netfilter sockets stay open until the veth is gone: closing one
     // while the kernel still has to free the deleted rules would wait for
     // that holding the lock the veth's unregistration needs (nft crate docs).
-    // Deleting the rules after the veth instead (they take ~1 ms now) was
-    // slower: the kernel's release then overlaps nothing, and the next
-    // container's ADD closing its socket meanwhile waits for it.
-    nft::park_sockets(true);
+    // Deleting the rules after the veth instead was slower (BENCHMARKS.md).
+    let parked = nft::park_sockets();
     let (link, rules) = std::thread::scope(|s| {
-        // The kernel needs RCU grace periods (~15 ms here) both to delete a
-        // veth and to free the rules we delete: let them overlap.
+        // The kernel needs RCU grace periods both to delete a veth and to
+        // free the rules we delete: let them overlap.
         let link = s.spawn(|| delete_container_link(req));
         // Our rules, found by their tag: works when the namespace is gone and
         // without prevResult (the reference leaks its masquerade rules there).
@@ -62,7 +60,7 @@ pub fn del(req: &Request) -> Result<(), Error> {
         (link, rules)
     });
     // A forked child closes them (and waits, if the kernel isn't done yet).
-    nft::release_sockets();
+    drop(parked);
     let mut errors: Vec<Error> = link.err().into_iter().collect();
     if rules.is_empty() {
         // The lease goes last: the address can't be handed to another
@@ -98,8 +96,7 @@ fn delete_container_link(req: &Request) -> Result<(), Error> {
     }
 }
 
-pub fn status(req: &Request) -> Result<(), Error> {
-    let conf = BridgeConf::from_request(req)?;
+pub fn status(req: &Request, conf: &BridgeConf) -> Result<(), Error> {
     // The rules ADD would write must be writable (nft present, kernel support).
     let probes = [
         (
@@ -124,8 +121,7 @@ pub fn status(req: &Request) -> Result<(), Error> {
     }
 }
 
-pub fn gc(req: &Request) -> Result<(), Error> {
-    let conf = BridgeConf::from_request(req)?;
+pub fn gc(req: &Request, conf: &BridgeConf) -> Result<(), Error> {
     // Without the list, everything would look stale: refuse rather than wipe.
     let valid =
         req.config.valid_attachments.as_ref().ok_or_else(|| {

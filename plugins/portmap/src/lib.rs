@@ -337,11 +337,13 @@ impl Plugin for Portmap {
     fn del(&self, req: &Request) -> Result<(), Error> {
         // Nothing from the config or prevResult is needed: the rules are
         // found by the attachment's tag. Closing the socket that deleted
-        // them waits for the kernel to free them (~15 ms): a forked child
-        // does that wait, the runtime gets our answer at once.
-        nft::park_sockets(true);
-        let removed = nft::portmap::del(&attachment(req)?);
-        nft::release_sockets();
+        // them waits for the kernel to free them: the guard hands that wait
+        // to a forked child (on every return path), the runtime gets our
+        // answer at once.
+        let removed = {
+            let _parked = nft::park_sockets();
+            nft::portmap::del(&attachment(req)?)
+        };
         match removed {
             Ok(()) => Ok(()),
             Err(e) if e.is_missing_binary() => {

@@ -1,21 +1,17 @@
 //! nfnetlink message encoding and decoding: netlink headers, the nfgenmsg
 //! header, attributes (TLVs, 4-byte aligned, nested ones flagged) and the
-//! constants of `linux/netfilter/nf_tables.h` we use.
+//! constants of `linux/netfilter/nf_tables.h` we use. Splitting datagrams
+//! into messages is the socket's (`netlink::socket::messages`).
 //!
 //! nf_tables integers inside attributes are big-endian; the netlink and
 //! attribute headers are in host order.
 
-pub(crate) const NETLINK_NETFILTER: i32 = 12;
+pub(crate) use netlink::socket::{NLM_F_ACK, NLM_F_REQUEST};
+
 pub(crate) const NFNL_SUBSYS_NFTABLES: u16 = 10;
 pub(crate) const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 pub(crate) const NFNL_MSG_BATCH_END: u16 = 0x11;
 
-pub(crate) const NLMSG_ERROR: u16 = 2;
-pub(crate) const NLMSG_DONE: u16 = 3;
-pub(crate) const NLM_F_REQUEST: u16 = 0x1;
-pub(crate) const NLM_F_ACK: u16 = 0x4;
-pub(crate) const NLM_F_DUMP_INTR: u16 = 0x10;
-pub(crate) const NLM_F_DUMP: u16 = 0x300;
 pub(crate) const NLM_F_EXCL: u16 = 0x200;
 pub(crate) const NLM_F_CREATE: u16 = 0x400;
 pub(crate) const NLM_F_APPEND: u16 = 0x800;
@@ -264,53 +260,23 @@ impl<'a> Attrs<'a> {
     }
 }
 
-/// A netlink message read back: header fields and the payload after the
-/// 4-byte nfgenmsg (for nf_tables messages) or the raw payload (errors).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Msg<'a> {
-    pub ty: u16,
-    pub flags: u16,
-    pub seq: u32,
-    pub payload: &'a [u8],
-}
-
-impl<'a> Msg<'a> {
-    /// For `NLMSG_ERROR`: the (negative) errno, 0 for an ACK.
-    pub fn error_code(&self) -> Option<i32> {
-        Some(i32::from_ne_bytes(self.payload.get(..4)?.try_into().ok()?))
+/// The attributes of an nf_tables message (whole, as the socket returns
+/// it): what follows the netlink header and the 4-byte nfgenmsg.
+pub(crate) fn nft_attrs(msg: &[u8]) -> Attrs<'_> {
+    Attrs {
+        data: msg.get(netlink::socket::HEADER_LEN + 4..).unwrap_or(&[]),
     }
-
-    /// The attributes of an nf_tables message.
-    #[cfg(test)]
-    pub fn attrs(&self) -> Attrs<'a> {
-        Attrs {
-            data: self.payload.get(4..).unwrap_or(&[]),
-        }
-    }
-}
-
-/// Splits a datagram into messages.
-pub(crate) fn messages(mut data: &[u8]) -> Vec<Msg<'_>> {
-    let mut out = Vec::new();
-    while data.len() >= 16 {
-        let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        if len < 16 || len > data.len() {
-            break;
-        }
-        out.push(Msg {
-            ty: u16::from_ne_bytes([data[4], data[5]]),
-            flags: u16::from_ne_bytes([data[6], data[7]]),
-            seq: u32::from_ne_bytes([data[8], data[9], data[10], data[11]]),
-            payload: &data[16..len],
-        });
-        data = data.get(align4(len)..).unwrap_or(&[]);
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netlink::socket::Message;
+
+    /// The socket's split of a datagram, collected.
+    fn messages(buf: &[u8]) -> Vec<Message<'_>> {
+        netlink::socket::messages(buf).collect()
+    }
 
     #[test]
     fn comments_round_trip_through_userdata() {
@@ -338,7 +304,7 @@ mod tests {
         assert_eq!(msgs.len(), 1);
         assert_eq!(msgs[0].ty, (10 << 8) | 3);
         assert_eq!(msgs[0].seq, 7);
-        let attrs: Vec<_> = msgs[0].attrs().collect();
+        let attrs: Vec<_> = nft_attrs(msgs[0].bytes).collect();
         assert_eq!(attrs[0].str(), Some("t"));
         assert_eq!(attrs[1].ty, attr::RULE_EXPRESSIONS);
         let inner: Vec<_> = attrs[1].nested().collect();
@@ -353,7 +319,7 @@ mod tests {
         b.end(m);
         for cut in 0..b.buf.len() {
             for msg in messages(&b.buf[..cut]) {
-                let _ = msg.attrs().count();
+                let _ = nft_attrs(msg.bytes).count();
             }
             let _ = Attrs {
                 data: &b.buf[16..cut.max(16)],
@@ -367,7 +333,7 @@ mod tests {
         }
         let whole = messages(&b.buf);
         assert_eq!(whole.len(), 1);
-        let attrs: Vec<_> = whole[0].attrs().collect();
+        let attrs: Vec<_> = nft_attrs(whole[0].bytes).collect();
         assert_eq!(attrs.len(), 1);
         assert_eq!(attrs[0].str(), Some("table"));
         // The attribute area cut short of the attribute's length (4 + 6):
@@ -391,54 +357,8 @@ mod tests {
         b.buf
     }
 
-    fn set_u32(buf: &mut [u8], at: usize, v: u32) {
-        buf[at..at + 4].copy_from_slice(&v.to_ne_bytes());
-    }
-
     fn set_u16(buf: &mut [u8], at: usize, v: u16) {
         buf[at..at + 2].copy_from_slice(&v.to_ne_bytes());
-    }
-
-    #[test]
-    fn corrupted_message_lengths_stop_the_split_there() {
-        let good = two_messages();
-        let one = good.len() / 2;
-        assert_eq!(one, 36);
-        let seqs = |buf: &[u8]| messages(buf).iter().map(|m| m.seq).collect::<Vec<_>>();
-        assert_eq!(seqs(&good), [1, 2]);
-        // nlmsg_len shorter than the netlink header (0, 15) or longer than
-        // the datagram: that message and all after it are refused, the
-        // messages before it are kept.
-        for (at, bad) in [
-            (0, 0),
-            (0, 15),
-            (0, u32::MAX),
-            (0, good.len() as u32 + 1),
-            (one, 0),
-            (one, 15),
-            (one, one as u32 + 4),
-        ] {
-            let mut buf = good.clone();
-            set_u32(&mut buf, at, bad);
-            let want: &[u32] = if at == 0 { &[] } else { &[1] };
-            assert_eq!(seqs(&buf), want, "nlmsg_len {bad} at {at}");
-        }
-        // A length that runs into the next message swallows it as payload:
-        // one message, never a second one read from the middle.
-        let mut buf = good.clone();
-        set_u32(&mut buf, 0, good.len() as u32);
-        let msgs = messages(&buf);
-        assert_eq!(msgs.len(), 1);
-        assert_eq!(msgs[0].payload.len(), good.len() - 16);
-        // An error message whose payload is too short for the errno.
-        let mut e = MsgBuf::default();
-        let m = e.begin(NLMSG_ERROR, 0, 9, 0, 0);
-        e.buf.truncate(m + 16);
-        e.buf.extend_from_slice(&[0xff, 0xff]);
-        e.end(m);
-        let msgs = messages(&e.buf);
-        assert_eq!(msgs.len(), 1);
-        assert_eq!(msgs[0].error_code(), None, "2-byte errno read as {msgs:?}");
     }
 
     #[test]
@@ -449,7 +369,7 @@ mod tests {
         let names = |buf: &[u8]| {
             let m = messages(buf);
             m.first()
-                .map(|m| m.attrs().map(|a| a.ty).collect::<Vec<_>>())
+                .map(|m| nft_attrs(m.bytes).map(|a| a.ty).collect::<Vec<_>>())
                 .unwrap_or_default()
         };
         assert_eq!(names(first), [attr::CHAIN_TABLE, attr::CHAIN_NAME]);
@@ -474,7 +394,7 @@ mod tests {
         let mut buf = first.to_vec();
         set_u16(&mut buf, 20, 5);
         let msgs = messages(&buf);
-        let table = msgs[0].attrs().next().unwrap();
+        let table = nft_attrs(msgs[0].bytes).next().unwrap();
         assert_eq!(table.data, b"t");
         // A nested attribute longer than its parent is refused inside it,
         // and the parent's siblings are still read.
@@ -488,7 +408,7 @@ mod tests {
         let inner_len_at = 20 + 4;
         set_u16(&mut b.buf, inner_len_at, 64);
         let msgs = messages(&b.buf);
-        let attrs: Vec<_> = msgs[0].attrs().collect();
+        let attrs: Vec<_> = nft_attrs(msgs[0].bytes).collect();
         assert_eq!(attrs.len(), 2);
         assert_eq!(attrs[0].nested().count(), 0);
         assert_eq!(attrs[1].str(), Some("t"));
