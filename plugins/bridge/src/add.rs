@@ -46,8 +46,7 @@ impl Rollback<'_> {
     }
 }
 
-pub fn add(req: &Request) -> Result<CniResult, Error> {
-    let conf = BridgeConf::from_request(req)?;
+pub fn add(req: &Request, conf: &BridgeConf) -> Result<CniResult, Error> {
     let ifname = req.ifname()?.as_str();
     let netns_path = req.netns()?;
     let ctr_ns = kernel::container_netns(req)?;
@@ -70,7 +69,7 @@ pub fn add(req: &Request) -> Result<CniResult, Error> {
         host: &host,
         steps: Vec::new(),
     };
-    match build(req, &conf, &host, &ctr, &ctr_ns, &mut rb) {
+    match build(req, conf, &host, &ctr, &ctr_ns, &mut rb) {
         Ok(result) => Ok(result),
         Err(e) => {
             rb.run();
@@ -150,13 +149,7 @@ fn build(
     let att = crate::attachment(req)?;
     if conf.ip_masq && !ips.is_empty() {
         rb.steps.push(Undo::Masq);
-        let rules: Vec<nft::masq::MasqRule> = ips
-            .iter()
-            .map(|ip| nft::masq::MasqRule {
-                ip: ip.address.ip(),
-                subnet: subnet_of(&ip.address),
-            })
-            .collect();
+        let rules = conf.masq_rules(ips.iter().map(|ip| &ip.address));
         nft::masq::add(&att, &rules).map_err(kernel::nft)?;
     }
     let peer_mac = peer.mac.unwrap_or_default();
@@ -192,12 +185,6 @@ fn first_host(c: &Cidr) -> Option<IpAddr> {
         IpAddr::V4(n) => u32::from(n).checked_add(1).map(|v| IpAddr::V4(v.into())),
         IpAddr::V6(n) => u128::from(n).checked_add(1).map(|v| IpAddr::V6(v.into())),
     }
-}
-
-fn subnet_of(c: &Cidr) -> netlink::IpNetwork {
-    // The prefix came from a valid Cidr, so this can't fail; fall back to the
-    // address itself rather than panic.
-    netlink::IpNetwork::new(c.network(), c.prefix()).unwrap_or_else(|_| c.inner())
 }
 
 fn ensure_bridge(conf: &BridgeConf, host: &Netlink) -> Result<Link, Error> {

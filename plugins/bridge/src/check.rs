@@ -11,8 +11,7 @@ fn mismatch(msg: impl Into<String>) -> Error {
     Error::check_failed(msg)
 }
 
-pub fn check(req: &Request) -> Result<(), Error> {
-    let conf = BridgeConf::from_request(req)?;
+pub fn check(req: &Request, conf: &BridgeConf) -> Result<(), Error> {
     if let Some(ipam) = &req.config.ipam {
         crate::ipam(req, &ipam.plugin_type, Command::Check)?;
     }
@@ -79,15 +78,7 @@ pub fn check(req: &Request) -> Result<(), Error> {
 
     let att = crate::attachment(req)?;
     if conf.ip_masq && conf.has_ipam {
-        let rules: Vec<nft::masq::MasqRule> = prev
-            .ips
-            .iter()
-            .map(|ip| nft::masq::MasqRule {
-                ip: ip.address.ip(),
-                subnet: netlink::IpNetwork::new(ip.address.network(), ip.address.prefix())
-                    .unwrap_or_else(|_| ip.address.inner()),
-            })
-            .collect();
+        let rules = conf.masq_rules(prev.ips.iter().map(|ip| &ip.address));
         nft::masq::check(&att, &rules).map_err(|e| mismatch(format!("masquerade: {e}")))?;
     }
     if conf.macspoofchk {

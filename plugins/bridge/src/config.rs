@@ -49,6 +49,11 @@ pub struct BridgeConf {
     pub mac: Option<Mac>,
     /// Whether an `ipam` section is present (L3 mode); else pure L2.
     pub has_ipam: bool,
+    /// With `ipMasq`: masquerade only what leaves this network (instead of
+    /// what leaves each address's own subnet). Not a config key: set by a
+    /// plugin that sets pods up through the bridge (vxlan: the cluster
+    /// network, so pod-to-pod traffic across nodes keeps its source).
+    pub masq_exempt: Option<cni::Cidr>,
 }
 
 pub const DEFAULT_BRIDGE: &str = "cni0";
@@ -131,7 +136,31 @@ impl BridgeConf {
             port_isolation: raw.port_isolation,
             mac: requested_mac(req)?,
             has_ipam,
+            masq_exempt: None,
         })
+    }
+
+    /// The masquerade rule of each address: traffic from it to anywhere but
+    /// its subnet (or [`BridgeConf::masq_exempt`] of its family).
+    pub fn masq_rules<'a>(
+        &self,
+        addrs: impl Iterator<Item = &'a cni::Cidr>,
+    ) -> Vec<nft::masq::MasqRule> {
+        addrs
+            .map(|a| {
+                let subnet = match self.masq_exempt {
+                    Some(e) if e.is_ipv4() == a.is_ipv4() => e,
+                    _ => *a,
+                };
+                nft::masq::MasqRule {
+                    ip: a.ip(),
+                    // A prefix from a valid Cidr can't fail; the address
+                    // itself rather than a panic otherwise.
+                    subnet: netlink::IpNetwork::new(subnet.network(), subnet.prefix())
+                        .unwrap_or_else(|_| a.inner()),
+                }
+            })
+            .collect()
     }
 }
 

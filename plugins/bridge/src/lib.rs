@@ -20,9 +20,15 @@ pub use config::BridgeConf;
 /// The plugin.
 pub struct Bridge;
 
+/// The bridge's commands with a config the caller built: how a plugin that
+/// sets pods up exactly as the bridge does (vxlan) runs the same code.
+pub use add::add;
+pub use check::check;
+pub use del::{del, gc, status};
+
 impl Plugin for Bridge {
     fn add(&self, req: &Request) -> Result<CniResult, Error> {
-        add::add(req)
+        add::add(req, &BridgeConf::from_request(req)?)
     }
 
     fn del(&self, req: &Request) -> Result<(), Error> {
@@ -30,15 +36,15 @@ impl Plugin for Bridge {
     }
 
     fn check(&self, req: &Request) -> Result<(), Error> {
-        check::check(req)
+        check::check(req, &BridgeConf::from_request(req)?)
     }
 
     fn status(&self, req: &Request) -> Result<(), Error> {
-        del::status(req)
+        del::status(req, &BridgeConf::from_request(req)?)
     }
 
     fn gc(&self, req: &Request) -> Result<(), Error> {
-        del::gc(req)
+        del::gc(req, &BridgeConf::from_request(req)?)
     }
 
     fn known_args(&self) -> Option<&'static [&'static str]> {

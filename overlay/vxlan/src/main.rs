@@ -1,0 +1,1 @@
+cni::plugin_main!(vxlan::Vxlan);
