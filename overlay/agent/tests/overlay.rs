@@ -262,3 +262,26 @@ fn metrics_and_health_are_served() {
     assert!(m.contains("overlayd_programming_errors_total 0"), "{m}");
     assert!(m.contains("overlayd_lease_renewals_total"), "{m}");
 }
+
+#[test]
+fn direct_routing_on_a_shared_segment_skips_the_tunnel() {
+    let cfg = r#"{"network": "10.244.0.0/16", "subnetLen": 24, "vni": 1, "directRouting": true}"#;
+    let mut c = Cluster::new("ovdir", cfg, 30);
+    for i in 0..2 {
+        c.add_node();
+        c.start(i, &[]);
+    }
+    let s1 = c.subnet(1)["subnet"].as_str().unwrap().to_string();
+    let direct = wait_for("direct route", Duration::from_secs(20), || {
+        let r = c.nodes[0].ns().ip_json(&["route", "show", &s1]);
+        let r = r.as_array()?.first()?.clone();
+        (r["dev"] == "eth0").then_some(r)
+    })
+    .unwrap_or_else(|| panic!("no direct route: {}", c.log_text(0)));
+    assert_eq!(direct["gateway"], c.nodes[1].ip.to_string(), "{direct}");
+    assert!(c.overlay_routes(0).is_empty(), "nothing through the tunnel");
+    assert!(
+        ping(c.nodes[0].ns(), &vtep(&c, 1)),
+        "reachable over the underlay"
+    );
+}
