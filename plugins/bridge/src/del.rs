@@ -96,7 +96,8 @@ fn delete_container_link(req: &Request) -> Result<(), Error> {
     }
 }
 
-pub fn status(req: &Request, conf: &BridgeConf) -> Result<(), Error> {
+pub fn status(req: &Request) -> Result<(), Error> {
+    let conf = BridgeConf::from_request(req)?;
     // The rules ADD would write must be writable (nft present, kernel support).
     let probes = [
         (
@@ -121,7 +122,8 @@ pub fn status(req: &Request, conf: &BridgeConf) -> Result<(), Error> {
     }
 }
 
-pub fn gc(req: &Request, conf: &BridgeConf) -> Result<(), Error> {
+pub fn gc(req: &Request) -> Result<(), Error> {
+    let conf = BridgeConf::from_request(req)?;
     // Without the list, everything would look stale: refuse rather than wipe.
     let valid =
         req.config.valid_attachments.as_ref().ok_or_else(|| {
