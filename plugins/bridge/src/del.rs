@@ -96,8 +96,7 @@ fn delete_container_link(req: &Request) -> Result<(), Error> {
     }
 }
 
-pub fn status(req: &Request) -> Result<(), Error> {
-    let conf = BridgeConf::from_request(req)?;
+pub fn status(req: &Request, conf: &BridgeConf) -> Result<(), Error> {
     // The rules ADD would write must be writable (nft present, kernel support).
     let probes = [
         (
@@ -122,8 +121,7 @@ pub fn status(req: &Request) -> Result<(), Error> {
     }
 }
 
-pub fn gc(req: &Request) -> Result<(), Error> {
-    let conf = BridgeConf::from_request(req)?;
+pub fn gc(req: &Request, conf: &BridgeConf) -> Result<(), Error> {
     // Without the list, everything would look stale: refuse rather than wipe.
     let valid =
         req.config.valid_attachments.as_ref().ok_or_else(|| {
