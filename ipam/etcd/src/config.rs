@@ -46,6 +46,9 @@ pub struct TlsFiles {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Base {
     pub network: NetworkName,
+    /// The pool's name in keys (`<prefix>/<pool>/`): `ipam.pool`, else the
+    /// network name. Networks naming the same pool share its addresses.
+    pub pool: NetworkName,
     pub node: String,
     pub etcd: EtcdConfig,
 }
@@ -207,6 +210,12 @@ impl Base {
         };
         validate_node(&node)?;
         Ok(Base {
+            pool: match opt_string(ipam, "pool", "ipam")? {
+                Some(p) => p
+                    .parse()
+                    .map_err(|e: Error| Error::invalid_config(format!("ipam.pool: {}", e.msg)))?,
+                None => conf.name.clone(),
+            },
             network: conf.name.clone(),
             node,
             etcd: EtcdConfig::parse(ipam)?,

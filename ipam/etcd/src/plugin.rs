@@ -29,7 +29,7 @@ fn lock_dir() -> std::path::PathBuf {
 }
 
 fn keys(base: &Base) -> Keys {
-    Keys::new(&base.etcd.prefix, base.network.as_str())
+    Keys::new(&base.etcd.prefix, base.pool.as_str())
 }
 
 fn ips_of(h: &HandleRecord) -> Vec<IpConfig> {
@@ -50,7 +50,7 @@ impl Plugin for EtcdIpam {
         let (id, ifname) = (req.container_id()?, req.ifname()?);
         let base = &cfg.base;
         let deadline = start + base.etcd.timeout;
-        let _lock = NodeLock::acquire(&lock_dir(), base.network.as_str(), &base.node, deadline)?;
+        let _lock = NodeLock::acquire(&lock_dir(), base.pool.as_str(), &base.node, deadline)?;
         let who = Attachment {
             node: &base.node,
             container_id: id.as_str(),
@@ -75,7 +75,7 @@ impl Plugin for EtcdIpam {
         let base = Base::load(&req.config)?;
         let (id, ifname) = (req.container_id()?, req.ifname()?);
         let deadline = start + base.etcd.timeout;
-        let _lock = NodeLock::acquire(&lock_dir(), base.network.as_str(), &base.node, deadline)?;
+        let _lock = NodeLock::acquire(&lock_dir(), base.pool.as_str(), &base.node, deadline)?;
         let keys = keys(&base);
         let handle_key = keys.handle(&base.node, id.as_str(), ifname.as_str());
         block_on(async {
@@ -155,7 +155,7 @@ impl Plugin for EtcdIpam {
             .map(|a| format!("{}/{}", a.container_id.as_str(), a.ifname.as_str()))
             .collect();
         let deadline = start + base.etcd.timeout;
-        let _lock = NodeLock::acquire(&lock_dir(), base.network.as_str(), &base.node, deadline)?;
+        let _lock = NodeLock::acquire(&lock_dir(), base.pool.as_str(), &base.node, deadline)?;
         let keys = keys(&base);
         block_on(async {
             let mut etcd = Etcd::connect(&base.etcd, deadline).await?;

@@ -15,7 +15,8 @@
 //! `isGateway` and `isDefaultGateway` true, `ipMasq` true (only traffic
 //! leaving the cluster network), `mtu` the overlay's. Without `ipam`,
 //! host-local serves the node subnet; an `ipam` section given is used as it
-//! is, with `ranges` set to the node subnet when it has none.
+//! is, with `ranges` set to the node subnet when it has none (and, for
+//! etcd-ipam, `pool` set to `<network>-<subnet>`: each node subnet is a pool).
 
 use std::path::PathBuf;
 
@@ -74,6 +75,16 @@ fn bridge_request(req: &Request, sf: Option<&SubnetFile>) -> Result<Request, Err
             "ranges",
             json!([[{"subnet": sf.subnet.to_string(), "gateway": sf.gateway.to_string()}]]),
         );
+        // etcd-ipam: a pool per node subnet (an etcd-ipam pool is one set of
+        // ranges for every node that names it).
+        if ipam.get("type").and_then(Value::as_str) == Some("etcd-ipam") {
+            let pool = format!(
+                "{}-{}",
+                req.config.name.as_str(),
+                overlay_core::subnet_id(&sf.subnet)
+            );
+            set_default(&mut ipam, "pool", json!(pool));
+        }
         set_default(
             &mut ipam,
             "routes",

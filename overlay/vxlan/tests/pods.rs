@@ -229,3 +229,57 @@ fn no_subnet_file_is_a_clear_error_and_del_still_works() {
         .run_in(c.nodes[0].ns());
     status.expect_error(50);
 }
+
+#[test]
+fn etcd_ipam_underneath_allocates_from_each_nodes_subnet() {
+    let mut c = started(2);
+    let data = tempfile::tempdir().unwrap();
+    let locks = tempfile::tempdir().unwrap();
+    let endpoint = c.endpoint();
+    let mut ips = Vec::new();
+    for node in 0..2 {
+        c.nodes[node].sandbox.add_container();
+        let mut cfg = conf(&c, node, data.path());
+        cfg["ipam"] = json!({"type": "etcd-ipam", "nodeName": c.nodes[node].name,
+                             "etcd": {"endpoints": [endpoint], "prefix": "/cni-ipam"}});
+        let ns = c.nodes[node].sandbox.container(0);
+        let r = PluginCall::new(bins::bin("vxlan"), "ADD")
+            .container(&format!("e{node}"), &ns.path(), "eth0")
+            .env("CNI_ETCD_IPAM_LOCK_DIR", &locks.path().to_string_lossy())
+            .config(&cfg)
+            .run_in(c.nodes[node].ns())
+            .result();
+        let ip = r["ips"][0]["address"].as_str().unwrap().to_string();
+        let subnet: cni::Cidr = c.subnet(node)["subnet"].as_str().unwrap().parse().unwrap();
+        assert!(
+            subnet.contains(ip.split('/').next().unwrap().parse().unwrap()),
+            "{ip} in {subnet}"
+        );
+        assert_eq!(ip.split('/').nth(1), Some("24"), "the node subnet's prefix");
+        ips.push(ip.split('/').next().unwrap().to_string());
+    }
+    assert!(
+        pod_ping(&c, 0, 0, &ips[1], &[]),
+        "etcd-ipam pods reach each other across nodes"
+    );
+    let pools = with_etcd(c.underlay.host(), &endpoint, |e, rt| {
+        let r = rt
+            .block_on(
+                e.get(
+                    "/cni-ipam/",
+                    Some(
+                        etcd_client::GetOptions::new()
+                            .with_prefix()
+                            .with_keys_only(),
+                    ),
+                ),
+            )
+            .unwrap();
+        r.kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .filter(|k| k.ends_with("/pool"))
+            .count()
+    });
+    assert_eq!(pools, 2, "one pool per node subnet");
+}
