@@ -13,7 +13,11 @@
 #     sockets, execs, threads, setns, sysctl writes, flock, fsync);
 #   - every `nft` the plugins run: its arguments and wall time (through a
 #     logging wrapper put first on PATH);
-#   - the floors: exec of /bin/true, `ip link del` of an attached veth.
+#   - the floors: exec of /bin/true, `ip link del` of an attached veth;
+#   - etcd-ipam (when `etcd` and our etcd-ipam are there): perf stat of a
+#     steady-state ADD and DEL and of VERSION, syscall counts, and one ADD's
+#     syscall timeline, against a one-member etcd started inside the
+#     throwaway host namespace (its own 127.0.0.1; killed on exit).
 # Needs: strace (Debian strace), perf (Debian linux-perf), iproute2, nftables.
 set -euo pipefail
 
@@ -31,8 +35,10 @@ done
 TAG="cnit-benchprof-$$"
 WORK=$(mktemp -d "/tmp/$TAG-XXXX")
 NS=()
+ETCD_PID=
 cleanup() {
     set +e
+    if [ -n "$ETCD_PID" ]; then kill "$ETCD_PID"; wait "$ETCD_PID" 2>/dev/null; fi
     for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null; done
     rm -rf "$WORK"
 }
@@ -214,3 +220,71 @@ for i in $(seq "$RUNS"); do
 done
 printf "  %-26s wall %6s ms (includes nsenter + ip exec)\n" "ip link del veth" \
     "$(awk '{print $1/1000}' "$WORK/veth" | median)"
+
+[ -x "$OURS/etcd-ipam" ] && command -v etcd >/dev/null || exit 0
+echo
+echo "etcd-ipam against one etcd member (on the host namespace's own 127.0.0.1), steady state"
+mkdir -p "$WORK/etcd" "$WORK/locks"
+# etcd reads every ETCD_* variable as a flag: keep the caller's out.
+env $(env | sed -n 's/^\(ETCD[^=]*\)=.*/-u \1/p') \
+    nsenter --net=/run/netns/$HOST etcd --name prof --data-dir "$WORK/etcd/data" \
+    --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster prof=http://127.0.0.1:2380 --logger zap --log-level warn --log-outputs stderr \
+    > "$WORK/etcd/log" 2>&1 &
+ETCD_PID=$!
+next_ctr
+ECTR=$CTR
+EIPAM='{"cniVersion":"1.0.0","name":"profnet","type":"bridge","bridge":"cni0","ipam":{"type":"etcd-ipam","nodeName":"node-a","etcd":{"endpoints":["http://127.0.0.1:2379"],"timeoutMs":5000},"ranges":[[{"subnet":"10.80.0.0/16"}]]}}'
+# erun CMD ID [WRAPPER...]: one etcd-ipam invocation in the host netns.
+erun() {
+    local cmd=$1 id=$2; shift 2
+    echo "$EIPAM" | CNI_COMMAND=$cmd CNI_CONTAINERID=$id CNI_NETNS=/run/netns/$TAG-$ECTR \
+        CNI_IFNAME=eth0 CNI_PATH=$OURS CNI_ETCD_IPAM_LOCK_DIR=$WORK/locks \
+        nsenter --net=/run/netns/$HOST "$@" "$OURS/etcd-ipam" > "$WORK/out.json"
+}
+estat() { # LABEL: appends the last perf stat to $WORK/stat.LABEL
+    awk -F, '/task-clock/{t=$1} /page-faults/{f=$1} /context-switches/{c=$1} END {print t, f, c}' \
+        "$WORK/ps.tmp" >> "$WORK/stat.$1"
+}
+PERF=(perf stat -x, -e task-clock,page-faults,context-switches -o "$WORK/ps.tmp" --)
+# The first ADD claims the node's block (and waits for etcd to come up).
+for i in $(seq 100); do erun ADD warm0 2>/dev/null && break; sleep 0.1; done
+erun ADD warm1
+for i in $(seq "$RUNS"); do
+    erun ADD e$i "${PERF[@]}"; estat etcd-ipam-ADD
+    erun DEL e$i "${PERF[@]}"; estat etcd-ipam-DEL
+    echo '{"cniVersion":"1.0.0"}' | CNI_COMMAND=VERSION nsenter --net=/run/netns/$HOST \
+        "${PERF[@]}" "$OURS/etcd-ipam" > /dev/null
+    estat etcd-ipam-VERSION
+done
+report_stat etcd-ipam-ADD
+report_stat etcd-ipam-DEL
+report_stat etcd-ipam-VERSION
+erun ADD sc strace -f -c -o "$WORK/sc.e"
+python3 - "$WORK/sc.e" <<'PY'
+import sys
+counts = {}
+for line in open(sys.argv[1]):
+    p = line.split()
+    if len(p) in (5, 6) and p[-1].isidentifier() and p[0].replace(".", "").isdigit():
+        counts[p[-1]] = int(p[3])
+keys = ["execve", "clone3", "connect", "sendto", "writev", "recvfrom", "read", "write", "flock", "epoll_pwait", "mmap", "futex"]
+print("  %-26s " % "etcd-ipam ADD syscalls" + "  ".join("%s=%d" % (k, counts.get(k, 0)) for k in keys if counts.get(k, 0)))
+PY
+# One ADD's timeline (strace makes every syscall slower: for order, not times).
+erun ADD tl strace -f -ttt -e trace=execve,flock,connect,sendto,writev,recvfrom,exit_group -o "$WORK/tl.e"
+echo "  one steady-state ADD under strace (ms after execve; strace slows every syscall):"
+python3 - "$WORK/tl.e" <<'PY'
+import sys
+t0 = None
+for line in open(sys.argv[1]):
+    p = line.split(None, 2)
+    if len(p) < 3 or p[2].startswith("+++"):
+        continue
+    t = float(p[1])
+    t0 = t if t0 is None else t0
+    call = p[2].split("(")[0]
+    result = p[2].rsplit("=", 1)[-1].strip() if "=" in p[2] else ""
+    print("    %6.2f  %-11s %s" % ((t - t0) * 1000, call, result))
+PY

@@ -40,7 +40,7 @@ use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClie
 use serde_json::{json, Value};
 
 use crate::chain::{ms, Dirs};
-use crate::exec::{Outcome, Spawn};
+use crate::exec::{self_cpu_ms, Outcome, Spawn};
 use crate::floors::which;
 use crate::scenario::RSS_PASSES;
 use crate::signals;
@@ -50,6 +50,10 @@ use crate::stats::Samples;
 pub const NODES: usize = 10;
 /// ADDs each client makes per round (at most the iteration count).
 pub const PER_CLIENT: usize = 20;
+/// A concurrent round makes at least this many ADDs per store (so the wall
+/// time of its ADD phase is long beside one ADD's latency: the last client's
+/// tail stays a few percent of it).
+const ROUND_ADDS: usize = 400;
 /// Samples of the first ADD on a new node (each claims a block).
 const CLAIMS_MAX: usize = 20;
 const NETWORK: &str = "benchetcd";
@@ -112,6 +116,29 @@ pub struct StoreRun {
     /// Wall time of each round's ADD phase and DEL phase, ms.
     pub add_walls: Samples,
     pub del_walls: Samples,
+    /// CPU time of each ADD / DEL process, ms (wait4).
+    pub add_cpu: Samples,
+    pub del_cpu: Samples,
+    /// CPU the etcd members (all of them) and the bench (spawning, reaping)
+    /// spent during the ADD phases, ms in total.
+    pub etcd_add_cpu: f64,
+    pub bench_add_cpu: f64,
+    pub etcd_del_cpu: f64,
+    pub bench_del_cpu: f64,
+}
+
+/// Where the CPU of one allocation goes, ms (means).
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSplit {
+    pub plugin: f64,
+    pub etcd: f64,
+    pub bench: f64,
+}
+
+impl CpuSplit {
+    pub fn total(&self) -> f64 {
+        self.plugin + self.etcd + self.bench
+    }
 }
 
 fn per_second(count: usize, walls: &Samples) -> Option<f64> {
@@ -127,6 +154,38 @@ impl StoreRun {
 
     pub fn releases_per_s(&self) -> Option<f64> {
         per_second(self.del.0.len(), &self.del_walls)
+    }
+
+    /// CPU per ADD, ms (means over every ADD of every round).
+    pub fn add_cpu_split(&self) -> Option<CpuSplit> {
+        let n = self.add_cpu.0.len();
+        (n > 0).then(|| CpuSplit {
+            plugin: self.add_cpu.summary().mean,
+            etcd: self.etcd_add_cpu / n as f64,
+            bench: self.bench_add_cpu / n as f64,
+        })
+    }
+
+    pub fn del_cpu_split(&self) -> Option<CpuSplit> {
+        let n = self.del_cpu.0.len();
+        (n > 0).then(|| CpuSplit {
+            plugin: self.del_cpu.summary().mean,
+            etcd: self.etcd_del_cpu / n as f64,
+            bench: self.bench_del_cpu / n as f64,
+        })
+    }
+
+    fn record(&mut self, r: &RoundOut) {
+        self.add.0.extend_from_slice(&r.add);
+        self.del.0.extend_from_slice(&r.del);
+        self.add_cpu.0.extend_from_slice(&r.add_cpu);
+        self.del_cpu.0.extend_from_slice(&r.del_cpu);
+        self.add_walls.push(r.add_wall);
+        self.del_walls.push(r.del_wall);
+        self.etcd_add_cpu += r.etcd_add_cpu;
+        self.etcd_del_cpu += r.etcd_del_cpu;
+        self.bench_add_cpu += r.bench_add_cpu;
+        self.bench_del_cpu += r.bench_del_cpu;
     }
 }
 
@@ -198,6 +257,10 @@ pub struct EtcdIpamData {
     pub rss_host_local: Samples,
     pub floor: Floor,
     pub seconds: f64,
+    /// `/proc/loadavg` (1, 5, 15 min) when the scenario started and ended
+    /// (the 50-client rounds raise it themselves).
+    pub load_before: String,
+    pub load_after: String,
 }
 
 impl EtcdIpamData {
@@ -268,6 +331,17 @@ impl Etcds {
         Ok(Etcds { single, cluster })
     }
 
+    /// The members' PIDs.
+    fn pids(&self, e: usize) -> Vec<u32> {
+        if e == 0 {
+            vec![self.single.pid()]
+        } else {
+            (0..self.cluster.len())
+                .filter_map(|i| self.cluster.member_pid(i))
+                .collect()
+        }
+    }
+
     fn endpoints(&self, e: usize) -> Vec<String> {
         if e == 0 {
             self.single.endpoints()
@@ -288,6 +362,8 @@ struct Bed {
     /// host-local's lease directories, one per node, under this.
     leases: PathBuf,
     endpoints: [Vec<String>; 2],
+    /// The etcd members' PIDs, per etcd store.
+    etcd_pids: [Vec<u32>; 2],
     launcher: PathBuf,
     // Dropped last.
     _sb: Sandbox,
@@ -321,6 +397,7 @@ impl Bed {
             lock_dirs,
             leases,
             endpoints: [etcds.endpoints(0), etcds.endpoints(1)],
+            etcd_pids: [etcds.pids(0), etcds.pids(1)],
             launcher: dirs.launcher.clone(),
             _sb: sb,
         })
@@ -395,20 +472,41 @@ impl Bed {
 }
 
 /// What one round of one store measured.
+#[derive(Default)]
 struct RoundOut {
     add: Vec<f64>,
     del: Vec<f64>,
+    /// CPU time of each ADD / DEL process, ms.
+    add_cpu: Vec<f64>,
+    del_cpu: Vec<f64>,
     add_wall: f64,
     del_wall: f64,
+    /// CPU the etcd members and the bench itself spent in each phase, ms.
+    etcd_add_cpu: f64,
+    etcd_del_cpu: f64,
+    bench_add_cpu: f64,
+    bench_del_cpu: f64,
 }
 
 /// One client's part of a round.
 struct ClientOut {
-    add: Vec<f64>,
-    del: Vec<f64>,
+    add: Vec<(f64, f64)>,
+    del: Vec<(f64, f64)>,
     add_span: (Instant, Instant),
     del_span: (Instant, Instant),
     error: Option<String>,
+}
+
+impl ClientOut {
+    fn new(per_client: usize) -> ClientOut {
+        ClientOut {
+            add: Vec::with_capacity(per_client),
+            del: Vec::with_capacity(per_client),
+            add_span: (Instant::now(), Instant::now()),
+            del_span: (Instant::now(), Instant::now()),
+            error: None,
+        }
+    }
 }
 
 fn span_ms(spans: impl Iterator<Item = (Instant, Instant)> + Clone) -> f64 {
@@ -420,9 +518,35 @@ fn span_ms(spans: impl Iterator<Item = (Instant, Instant)> + Clone) -> f64 {
     }
 }
 
+/// CPU time (user + system) of process `pid` so far, ms, from
+/// `/proc/PID/stat`; 0 when it cannot be read.
+fn proc_cpu_ms(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // "<pid> (<comm>) <state> ...": utime and stime are fields 14 and 15.
+    let Some(close) = stat.rfind(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return 0.0;
+    }
+    (ticks(11) + ticks(12)) as f64 * 1000.0 / hz as f64
+}
+
 /// `clients` threads each ADD `per_client` containers back to back, all
 /// released together; then each DELs its containers (also after a failed
-/// ADD, as a runtime would).
+/// ADD, as a runtime would). The calling thread reads the CPU time of the
+/// etcd members and of the bench at the phases' edges.
 fn round(
     bed: &Bed,
     store: Store,
@@ -430,7 +554,13 @@ fn round(
     per_client: usize,
     tag: &str,
 ) -> Result<RoundOut, String> {
-    let barrier = Barrier::new(clients);
+    let etcd_cpu = || -> f64 {
+        etcd_index(store).map_or(0.0, |e| {
+            bed.etcd_pids[e].iter().map(|&p| proc_cpu_ms(p)).sum()
+        })
+    };
+    let barrier = Barrier::new(clients + 1);
+    let mut r = RoundOut::default();
     let outs: Vec<ClientOut> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
             .map(|i| {
@@ -439,18 +569,12 @@ fn round(
                     let conf = bed.conf(store, &node_name(i % NODES));
                     let ids: Vec<String> =
                         (0..per_client).map(|j| format!("{tag}-c{i}-{j}")).collect();
-                    let mut out = ClientOut {
-                        add: Vec::with_capacity(per_client),
-                        del: Vec::with_capacity(per_client),
-                        add_span: (Instant::now(), Instant::now()),
-                        del_span: (Instant::now(), Instant::now()),
-                        error: None,
-                    };
+                    let mut out = ClientOut::new(per_client);
                     barrier.wait();
                     let t0 = Instant::now();
                     for id in &ids {
                         match bed.invoke(store, &conf, "ADD", id, false) {
-                            Ok(o) => out.add.push(ms(o.elapsed)),
+                            Ok(o) => out.add.push((ms(o.elapsed), o.cpu_ms)),
                             Err(e) => {
                                 out.error = Some(e);
                                 break;
@@ -462,7 +586,7 @@ fn round(
                     let t0 = Instant::now();
                     for id in &ids {
                         match bed.invoke(store, &conf, "DEL", id, false) {
-                            Ok(o) => out.del.push(ms(o.elapsed)),
+                            Ok(o) => out.del.push((ms(o.elapsed), o.cpu_ms)),
                             Err(e) => {
                                 out.error.get_or_insert(e);
                             }
@@ -473,28 +597,37 @@ fn round(
                 })
             })
             .collect();
-        handles
+        let (e0, b0) = (etcd_cpu(), self_cpu_ms());
+        barrier.wait();
+        barrier.wait();
+        let (e1, b1) = (etcd_cpu(), self_cpu_ms());
+        let outs = handles
             .into_iter()
             .map(|h| {
-                h.join().unwrap_or_else(|_| ClientOut {
-                    add: Vec::new(),
-                    del: Vec::new(),
-                    add_span: (Instant::now(), Instant::now()),
-                    del_span: (Instant::now(), Instant::now()),
-                    error: Some("benchmark thread panicked".into()),
+                h.join().unwrap_or_else(|_| {
+                    let mut out = ClientOut::new(0);
+                    out.error = Some("benchmark thread panicked".into());
+                    out
                 })
             })
-            .collect()
+            .collect();
+        let (e2, b2) = (etcd_cpu(), self_cpu_ms());
+        (r.etcd_add_cpu, r.etcd_del_cpu) = (e1 - e0, e2 - e1);
+        (r.bench_add_cpu, r.bench_del_cpu) = (b1 - b0, b2 - b1);
+        outs
     });
     if let Some(e) = outs.iter().find_map(|o| o.error.clone()) {
         return Err(e);
     }
-    Ok(RoundOut {
-        add_wall: span_ms(outs.iter().map(|o| o.add_span)),
-        del_wall: span_ms(outs.iter().map(|o| o.del_span)),
-        add: outs.iter().flat_map(|o| o.add.iter().copied()).collect(),
-        del: outs.iter().flat_map(|o| o.del.iter().copied()).collect(),
-    })
+    r.add_wall = span_ms(outs.iter().map(|o| o.add_span));
+    r.del_wall = span_ms(outs.iter().map(|o| o.del_span));
+    for o in &outs {
+        r.add.extend(o.add.iter().map(|x| x.0));
+        r.add_cpu.extend(o.add.iter().map(|x| x.1));
+        r.del.extend(o.del.iter().map(|x| x.0));
+        r.del_cpu.extend(o.del.iter().map(|x| x.1));
+    }
+    Ok(r)
 }
 
 /// In-process: connect as the plugin does (one TCP + HTTP/2 connection to
@@ -640,27 +773,28 @@ fn floors(bed: &Bed, n: usize, f: &mut Floor) -> Result<(), String> {
 
 /// ADDs per client in a round at `clients` clients.
 fn per_client(clients: usize, iterations: usize, quick: bool) -> usize {
-    if quick && clients > 1 {
-        1
-    } else {
-        PER_CLIENT.min(iterations).max(1)
+    match (quick, clients) {
+        (true, 2..) => 1,
+        (false, 2..) => ROUND_ADDS.div_ceil(clients).max(PER_CLIENT),
+        _ => PER_CLIENT.min(iterations).max(1),
     }
 }
 
-/// Rounds at `clients` clients: about `iterations` ADDs per store, at least
-/// two rounds when concurrent (each store then runs first and later).
+/// Rounds at `clients` clients: at least `iterations` ADDs per store, and a
+/// multiple of 3 (each store runs first, second and third equally often);
+/// `fixed` (`--rounds`, `--quick`) for the concurrent ones.
 fn rounds(clients: usize, per_client: usize, iterations: usize, fixed: Option<usize>) -> usize {
     match fixed {
         Some(r) if clients > 1 => r.max(1),
-        _ => {
-            let r = iterations.div_ceil(clients * per_client);
-            if clients > 1 {
-                r.max(2)
-            } else {
-                r.max(1)
-            }
-        }
+        _ => (iterations.div_ceil(clients * per_client).max(1)).next_multiple_of(3),
     }
+}
+
+/// `/proc/loadavg`'s first three fields.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// Runs everything (see the module doc) for the client counts `levels`.
@@ -673,6 +807,7 @@ pub fn run(
     progress: &dyn Fn(&str),
 ) -> Result<EtcdIpamData, String> {
     let started = Instant::now();
+    let load_before = load_average();
     progress("etcd-ipam: starting etcd (1 member; 3 members) on 127.0.0.1");
     let etcds = Etcds::start()?;
     let bed = Bed::new(dirs, &etcds)?;
@@ -700,6 +835,8 @@ pub fn run(
         rss_host_local: Samples::default(),
         floor,
         seconds: 0.0,
+        load_before,
+        load_after: String::new(),
     };
     for &k in levels {
         let pc = per_client(k, iterations, quick);
@@ -719,11 +856,7 @@ pub fn run(
             for store in Store::order(i) {
                 signals::check()?;
                 let out = round(&bed, store, k, pc, &format!("x{k}r{i}"))?;
-                let run = &mut level.runs[store as usize];
-                out.add.iter().for_each(|&t| run.add.push(t));
-                out.del.iter().for_each(|&t| run.del.push(t));
-                run.add_walls.push(out.add_wall);
-                run.del_walls.push(out.del_wall);
+                level.runs[store as usize].record(&out);
             }
         }
         data.levels.push(level);
@@ -769,7 +902,18 @@ pub fn run(
     drop(bed);
     drop(etcds);
     data.seconds = started.elapsed().as_secs_f64();
+    data.load_after = load_average();
     Ok(data)
+}
+
+fn cpu_json(c: CpuSplit) -> Value {
+    let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    json!({
+        "plugin": r3(c.plugin),
+        "etcd": r3(c.etcd),
+        "bench": r3(c.bench),
+        "total": r3(c.total()),
+    })
 }
 
 /// The JSON of a run.
@@ -795,6 +939,9 @@ pub fn json(d: &EtcdIpamData) -> Value {
                     "del_phase_ms": r.del_walls.summary().json(),
                     "allocations_per_s": r.allocations_per_s().map(|x| x.round()),
                     "releases_per_s": r.releases_per_s().map(|x| x.round()),
+                    "add_cpu_ms": r.add_cpu.summary().json(),
+                    "cpu_ms_per_add": r.add_cpu_split().map(cpu_json),
+                    "cpu_ms_per_del": r.del_cpu_split().map(cpu_json),
                 });
             }
             obj
@@ -820,6 +967,8 @@ pub fn json(d: &EtcdIpamData) -> Value {
     }
     json!({
         "seconds": r3(d.seconds),
+        "load_average_before": d.load_before,
+        "load_average_after": d.load_after,
         "nodes": NODES,
         "subnet": SUBNET,
         "notes": [
@@ -827,7 +976,8 @@ pub fn json(d: &EtcdIpamData) -> Value {
             "client i is node i mod 10: 10 clients = 10 nodes x 1, 50 clients = 10 nodes x 5 (sharing their node's lock)",
             "closed loops: per round each client makes per_client ADDs back to back, then DELs them; allocations_per_s = ADDs / ADD-phase wall time, over all rounds",
             "blocks claimed in an untimed warm-up: timed ADDs are steady state (a serializable read txn + the write txn); first_add_claims_block_ms is the first ADD of a new node",
-            "floor_ms = etcd-ipam VERSION p50 + (connect + one guarded put, in-process, current-thread tokio runtime, etcd-client) p50"
+            "floor_ms = etcd-ipam VERSION p50 + (connect + one guarded put, in-process, current-thread tokio runtime, etcd-client) p50",
+            "cpu_ms_per_add: means; plugin = user + system time of the ADD process (wait4), etcd = all members' CPU during the ADD phases (/proc/PID/stat) / ADDs, bench = the bench's own CPU then (spawning, pipes, reaping) / ADDs"
         ],
         "levels": levels,
         "first_add_claims_block_ms": claims,
@@ -848,22 +998,16 @@ pub fn table(d: &EtcdIpamData, t: &mut String, num: impl Fn(f64) -> String) {
     );
     let _ = writeln!(
         t,
+        "{:.0} s, load average {} before, {} after",
+        d.seconds, d.load_before, d.load_after
+    );
+    let _ = writeln!(
+        t,
         "{:<9} {:<26} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "clients", "store", "n", "ADD p50", "ADD p99", "DEL p50", "DEL p99", "alloc/s"
     );
     for l in &d.levels {
-        let who = if l.clients == 1 {
-            "1".to_string()
-        } else if l.clients <= NODES {
-            format!("{} ({}x1)", l.clients, l.nodes)
-        } else {
-            format!(
-                "{} ({}x{})",
-                l.clients,
-                l.nodes,
-                l.clients.div_ceil(l.nodes)
-            )
-        };
+        let who = who(l);
         for store in Store::ALL {
             let r = l.run(store);
             let (a, dl) = (r.add.summary(), r.del.summary());
@@ -882,6 +1026,39 @@ pub fn table(d: &EtcdIpamData, t: &mut String, num: impl Fn(f64) -> String) {
                 num(dl.p50),
                 num(dl.p99),
                 rate
+            );
+        }
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let _ = writeln!(
+        t,
+        "CPU per ADD, ms (means: the plugin process; every etcd member; the bench spawning it); ceiling = {cpus} CPUs / total"
+    );
+    let _ = writeln!(
+        t,
+        "{:<9} {:<26} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "clients", "store", "plugin", "etcd", "bench", "total", "ceiling"
+    );
+    for l in &d.levels {
+        for store in Store::ALL {
+            let Some(c) = l.run(store).add_cpu_split() else {
+                continue;
+            };
+            let ceiling = if c.total() > 0.0 {
+                format!("{:.0}", cpus as f64 * 1000.0 / c.total())
+            } else {
+                "-".into()
+            };
+            let _ = writeln!(
+                t,
+                "{:<9} {:<26} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8}",
+                who(l),
+                store.label(),
+                c.plugin,
+                c.etcd,
+                c.bench,
+                c.total(),
+                ceiling
             );
         }
     }
@@ -941,6 +1118,20 @@ pub fn table(d: &EtcdIpamData, t: &mut String, num: impl Fn(f64) -> String) {
     }
 }
 
+/// `1`, `10 (10x1)`, `50 (10x5)`: clients (nodes x clients per node).
+fn who(l: &Level) -> String {
+    if l.clients == 1 {
+        "1".to_string()
+    } else {
+        format!(
+            "{} ({}x{})",
+            l.clients,
+            l.nodes,
+            l.clients.div_ceil(l.nodes.max(1))
+        )
+    }
+}
+
 fn short(store: Store) -> &'static str {
     match store {
         Store::Single => "1 member",
@@ -957,12 +1148,16 @@ mod tests {
     #[test]
     fn rounds_and_clients() {
         assert_eq!(per_client(1, 200, false), PER_CLIENT);
+        assert_eq!(per_client(10, 200, false), 40);
+        assert_eq!(per_client(50, 200, false), PER_CLIENT);
         assert_eq!(per_client(50, 3, true), 1);
         assert_eq!(per_client(1, 3, true), 3);
-        // 200 sequential ADDs in rounds of 20; concurrent: at least 2 rounds.
-        assert_eq!(rounds(1, 20, 200, Some(1)), 10);
-        assert_eq!(rounds(10, 20, 200, None), 2);
-        assert_eq!(rounds(50, 20, 200, None), 2);
+        // 200 sequential ADDs in rounds of 20, rounded up to a multiple of 3.
+        assert_eq!(rounds(1, 20, 200, Some(1)), 12);
+        assert_eq!(rounds(1, 3, 3, Some(1)), 3);
+        assert_eq!(rounds(10, 40, 200, None), 3);
+        assert_eq!(rounds(50, 20, 200, None), 3);
+        assert_eq!(rounds(10, 40, 2000, None), 6);
         assert_eq!(rounds(10, 1, 3, Some(1)), 1);
         assert_eq!(level_id(1), "etcd-ipam/seq");
         assert_eq!(level_id(50), "etcd-ipam/x50");

@@ -27,6 +27,9 @@ pub struct Outcome {
     /// Only meaningful through the launcher (see [`crate::shim`]): forked
     /// straight from the bench it also counts the bench's own pages.
     pub maxrss_kb: u64,
+    /// CPU time (user + system) of the child and the descendants it waited
+    /// for, ms, from the same `wait4()`.
+    pub cpu_ms: f64,
     /// Exit code; `None` when killed by a signal.
     pub code: Option<i32>,
     pub stdout: Vec<u8>,
@@ -112,11 +115,30 @@ impl Spawn<'_> {
         Ok(Outcome {
             elapsed,
             maxrss_kb,
+            cpu_ms: cpu_ms(&usage),
             code,
             stdout,
             stderr,
         })
     }
+}
+
+/// User + system time of a `rusage`, ms.
+pub fn cpu_ms(usage: &libc::rusage) -> f64 {
+    let tv = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// This process's own CPU time so far (every thread; children not
+/// included), ms.
+pub fn self_cpu_ms() -> f64 {
+    // SAFETY: rusage is plain data, fully written by a successful call.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a local.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    cpu_ms(&usage)
 }
 
 /// Runs `f` on a new thread that has joined the network namespace `fd`

@@ -202,6 +202,18 @@ fn quick_run_reports_every_scenario_with_positive_numbers() {
                 &format!("{what} allocations_per_s"),
             );
             positive(&d["releases_per_s"], &format!("{what} releases_per_s"));
+            summary(&d["add_cpu_ms"], &format!("{what} add_cpu_ms"), want);
+            let cpu = &d["cpu_ms_per_add"];
+            positive(&cpu["plugin"], &format!("{what} plugin CPU per ADD"));
+            positive(&cpu["total"], &format!("{what} CPU per ADD"));
+            let etcd = cpu["etcd"].as_f64().expect("etcd CPU per ADD");
+            // Clock ticks: a short quick round may read 0 for etcd; host-local
+            // has no etcd at all.
+            if store == "host_local" {
+                assert_eq!(etcd, 0.0, "{what}: no etcd behind host-local");
+            } else {
+                assert!(etcd >= 0.0, "{what}: etcd CPU {etcd}");
+            }
         }
     }
     for store in ["etcd_1_member", "etcd_3_members"] {
