@@ -17,6 +17,7 @@ packages=(
   iproute2                     # ip, for namespaces in tests and the demo
   iputils-ping                 # ping, for the demo and datapath tests
   busybox                      # httpd and wget, for the demo's web page
+  iperf3                       # pod-to-pod TCP throughput across the overlay, in cni-bench
   containernetworking-plugins  # the reference Go plugins, for differential tests and benchmarks
   ca-certificates
 )
