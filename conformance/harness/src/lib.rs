@@ -7,11 +7,16 @@
 //! - [`TcpForward`]: a sandbox namespace's 127.0.0.1 port relayed to the test
 //!   process's (how plugins in a sandbox reach the etcd fixture).
 //! - [`bins`]: where the workspace's binaries are, for tests in other crates.
+//! - [`certs`]: a throwaway CA with server and client certificates (PEM), for
+//!   TLS tests.
+//! - [`ctl`]: runs an admin CLI (ipamctl, overlayctl) and checks its exit.
 //!
 //! Nothing here touches the machine's own namespace: every command that changes
 //! network state runs inside a namespace the sandbox made.
 
 pub mod bins;
+pub mod certs;
+pub mod ctl;
 pub mod etcd;
 mod forward;
 mod netns;

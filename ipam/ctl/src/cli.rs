@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
+use admin_cli::EtcdArgs;
 use clap::{Args, Parser, Subcommand};
 use cni::NetworkName;
-use etcd_ipam::config::{validate_node, DEFAULT_ENDPOINT, DEFAULT_PREFIX};
+use etcd_ipam::config::{validate_node, DEFAULT_PREFIX};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -30,42 +31,20 @@ pub struct Cli {
 }
 
 /// How to reach etcd, and the output format (valid before or after the
-/// subcommand).
+/// subcommand): the options every admin CLI takes, and ipamctl's own.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// etcd client URLs (http:// or https://HOST:PORT), tried in turn
-    #[arg(long, global = true, value_name = "URL[,URL]", value_delimiter = ',',
-          default_value = DEFAULT_ENDPOINT)]
-    pub etcd_endpoints: Vec<String>,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
     /// The key prefix the plugin's ipam.etcd.prefix names
     #[arg(long, global = true, default_value = DEFAULT_PREFIX)]
     pub prefix: String,
-    /// Time budget of the whole command: connecting, every request, retries
-    #[arg(long, global = true, value_name = "MS", default_value_t = 5000,
-          value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub timeout_ms: u64,
-    /// CA certificate (PEM) that signed etcd's server certificate; needed for https://
-    #[arg(long, global = true, value_name = "PEM")]
-    pub cacert: Option<PathBuf>,
-    /// Client certificate (PEM), with --key
-    #[arg(long, global = true, value_name = "PEM", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// Client certificate's private key (PEM), with --cert
-    #[arg(long, global = true, value_name = "PEM", requires = "cert")]
-    pub key: Option<PathBuf>,
-    /// etcd user and password, as etcdctl takes them
-    #[arg(long, global = true, value_name = "USER[:PASSWORD]",
-          conflicts_with_all = ["username", "password"])]
-    pub user: Option<String>,
     /// etcd user (with --password)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, conflicts_with = "user")]
     pub username: Option<String>,
     /// etcd password of --username
-    #[arg(long, global = true, requires = "username")]
+    #[arg(long, global = true, requires = "username", conflicts_with = "user")]
     pub password: Option<String>,
-    /// Print JSON instead of tables
-    #[arg(long, global = true)]
-    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,8 +169,8 @@ mod tests {
             "http://a:1,http://b:2",
         ])
         .unwrap();
-        assert!(cli.global.json);
-        assert_eq!(cli.global.etcd_endpoints, ["http://a:1", "http://b:2"]);
+        assert!(cli.global.etcd.json);
+        assert_eq!(cli.global.etcd.etcd_endpoints, ["http://a:1", "http://b:2"]);
     }
 
     #[test]

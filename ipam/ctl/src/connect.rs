@@ -2,82 +2,40 @@
 //! `ipam.etcd` (so ipamctl reaches etcd as the plugin does), and the
 //! connection.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use admin_cli::Schemes;
 use cni::Error;
-use etcd_ipam::config::{EtcdConfig, TlsFiles};
+use etcd_ipam::config::{EtcdConfig, TlsFiles, DEFAULT_PREFIX};
 use etcd_ipam::etcd::Etcd;
 
 use crate::cli::Global;
 
-/// `http://HOST:PORT` or `https://HOST:PORT` (a trailing `/` allowed).
-fn check_endpoint(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .map(|r| r.trim_end_matches('/'));
-    match rest {
-        Some(r) if !r.is_empty() && !r.contains('/') => Ok(()),
-        _ => Err(format!(
-            "--etcd-endpoints: {url:?} is not http://HOST:PORT or https://HOST:PORT"
-        )),
-    }
-}
-
-fn check_prefix(prefix: &str) -> Result<(), String> {
-    if prefix.trim_matches('/').is_empty() || prefix.contains("//") {
-        return Err(format!(
-            "--prefix {prefix:?} must name a key prefix such as /cni-ipam"
-        ));
-    }
-    Ok(())
-}
-
-/// TLS files: https:// endpoints need the CA, and a CA makes sense only with
-/// https:// endpoints (the plugin's rule).
-fn tls_files(g: &Global) -> Result<Option<TlsFiles>, String> {
-    let https = g.etcd_endpoints.iter().any(|e| e.starts_with("https://"));
-    match (&g.cacert, https) {
-        (Some(ca), true) => Ok(Some(TlsFiles {
-            ca: ca.clone(),
-            cert: g.cert.clone(),
-            key: g.key.clone(),
-        })),
-        (None, false) if g.cert.is_none() => Ok(None),
-        (None, _) => Err("https:// endpoints and --cert/--key need --cacert".into()),
-        (Some(_), false) => Err("--cacert needs https:// endpoints".into()),
-    }
-}
-
-/// `--user USER[:PASSWORD]`, or `--username` and `--password`.
-fn credentials(g: &Global) -> (Option<String>, Option<String>) {
-    match &g.user {
-        Some(user) => match user.split_once(':') {
-            Some((name, password)) => (Some(name.to_string()), Some(password.to_string())),
-            None => (Some(user.clone()), None),
-        },
-        None => (g.username.clone(), g.password.clone()),
-    }
-}
-
 /// The plugin's `EtcdConfig` from the global options; `Err` is a usage error.
+/// Mixed http:// and https:// endpoints are fine: the plugin's client dials
+/// one endpoint at a time, each with its own options.
 pub fn etcd_config(g: &Global) -> Result<EtcdConfig, String> {
-    if g.etcd_endpoints.is_empty() {
-        return Err("--etcd-endpoints is empty".into());
-    }
-    for url in &g.etcd_endpoints {
-        check_endpoint(url)?;
-    }
-    check_prefix(&g.prefix)?;
-    let (username, password) = credentials(g);
+    let options = g.etcd.check(&g.prefix, DEFAULT_PREFIX, Schemes::Mixed)?;
+    let (username, password) = match options.user {
+        Some(user) => (Some(user.name), user.password),
+        None => (g.username.clone(), g.password.clone()),
+    };
     if username.as_deref() == Some("") {
-        return Err("--user needs a user name".into());
+        return Err("--username needs a user name".into());
     }
+    let tls = options.tls.map(|files| {
+        let (cert, key) = files.identity.unzip();
+        TlsFiles {
+            ca: files.ca,
+            cert,
+            key,
+        }
+    });
     Ok(EtcdConfig {
-        endpoints: g.etcd_endpoints.clone(),
-        prefix: g.prefix.clone(),
-        timeout: Duration::from_millis(g.timeout_ms),
-        tls: tls_files(g)?,
+        endpoints: options.endpoints,
+        prefix: options.prefix,
+        timeout: options.timeout,
+        tls,
         username,
         password,
     })
@@ -102,6 +60,7 @@ mod tests {
     use super::*;
     use crate::cli::Cli;
     use clap::Parser;
+    use std::time::Duration;
 
     fn config(args: &[&str]) -> Result<EtcdConfig, String> {
         let cli = Cli::try_parse_from([&["ipamctl"], args, &["usage"]].concat())
@@ -113,6 +72,10 @@ mod tests {
     fn defaults_are_the_plugins() {
         let cfg = config(&[]).unwrap();
         assert_eq!(cfg.endpoints, ["http://127.0.0.1:2379"]);
+        assert_eq!(
+            admin_cli::DEFAULT_ENDPOINT,
+            etcd_ipam::config::DEFAULT_ENDPOINT
+        );
         assert_eq!(cfg.prefix, "/cni-ipam");
         assert_eq!(cfg.timeout, Duration::from_millis(5000));
         assert_eq!((cfg.tls, cfg.username, cfg.password), (None, None, None));

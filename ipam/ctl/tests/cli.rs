@@ -3,13 +3,12 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use cni_harness::ctl::unanswering_endpoints;
 use common::*;
 
-fn run(args: &[&str]) -> Ctl {
+fn run(args: &[&str]) -> CtlOutput {
     ctl_with(&["http://127.0.0.1:1".to_string()], args, None)
 }
 
@@ -74,19 +73,7 @@ fn usage_errors_exit_2_before_any_etcd_work() {
 #[test]
 fn an_unreachable_etcd_is_exit_1_with_a_message_within_the_timeout() {
     // Nothing listening, and a listener that accepts and never answers.
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_url = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
-    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_url = format!("http://{}", silent.local_addr().unwrap());
-    let held: Arc<Mutex<Vec<TcpStream>>> = Default::default();
-    let keep = held.clone();
-    std::thread::spawn(move || {
-        for s in silent.incoming().flatten() {
-            keep.lock().unwrap().push(s);
-        }
-    });
-    for url in [closed_url, silent_url] {
+    for url in unanswering_endpoints() {
         for args in [
             &["usage", "--timeout-ms", "700"][..],
             &[
@@ -99,12 +86,8 @@ fn an_unreachable_etcd_is_exit_1_with_a_message_within_the_timeout() {
                 "700",
             ],
         ] {
-            let t = Instant::now();
             let out = ctl_with(std::slice::from_ref(&url), args, None);
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "{url} {args:?}: hung"
-            );
+            assert!(out.took < Duration::from_secs(10), "{url} {args:?}: hung");
             let msg = out.failed();
             assert!(msg.contains(&url), "{url} {args:?}: {msg}");
         }

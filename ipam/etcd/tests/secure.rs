@@ -3,68 +3,24 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
-
-use cni_harness::{EtcdServer, ServerTls};
+use cni_harness::certs::TestCerts;
+use cni_harness::EtcdServer;
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
 use serde_json::json;
-
-/// A CA, a server certificate for 127.0.0.1, a client certificate, and a
-/// second CA's client certificate that etcd must refuse. Written as PEM.
-fn make_certs(dir: &Path) {
-    let write = |name: &str, pem: String| std::fs::write(dir.join(name), pem).expect("write pem");
-    let make_ca = || {
-        let mut p = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let key = KeyPair::generate().expect("ca key");
-        let cert = p.self_signed(&key).expect("ca cert");
-        (cert, key)
-    };
-    let leaf = |usage: ExtendedKeyUsagePurpose, ca: &(rcgen::Certificate, KeyPair)| {
-        let mut p = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-        p.subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        p.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().expect("key");
-        let cert = p.signed_by(&key, &ca.0, &ca.1).expect("sign");
-        (cert.pem(), key.serialize_pem())
-    };
-    let ca = make_ca();
-    write("ca.pem", ca.0.pem());
-    let (c, k) = leaf(ExtendedKeyUsagePurpose::ServerAuth, &ca);
-    write("server.pem", c);
-    write("server-key.pem", k);
-    let (c, k) = leaf(ExtendedKeyUsagePurpose::ClientAuth, &ca);
-    write("client.pem", c);
-    write("client-key.pem", k);
-    let rogue = make_ca();
-    let (c, k) = leaf(ExtendedKeyUsagePurpose::ClientAuth, &rogue);
-    write("rogue.pem", c);
-    write("rogue-key.pem", k);
-}
 
 #[test]
 fn tls_with_client_certificates() {
-    let certs = tempfile::tempdir().expect("temp dir");
-    let d = certs.path();
-    make_certs(d);
-    let etcd = EtcdServer::start_tls(ServerTls {
-        ca: d.join("ca.pem"),
-        cert: d.join("server.pem"),
-        key: d.join("server-key.pem"),
-        client_cert_auth: true,
-    });
+    let certs = TestCerts::generate();
+    let etcd = EtcdServer::start_tls(certs.etcd_server_tls());
     let ep = etcd.endpoints();
     assert!(ep[0].starts_with("https://"), "{ep:?}");
     let env = Env::new("eitls");
     let with_tls = |cert: &str, key: &str| {
         let mut c = conf(&ep, "node-a", json!({}));
         c["ipam"]["etcd"]["tls"] = json!({
-            "ca": path_str(&d.join("ca.pem")),
-            "cert": path_str(&d.join(cert)),
-            "key": path_str(&d.join(key)),
+            "ca": path_str(&certs.path("ca.pem")),
+            "cert": path_str(&certs.path(cert)),
+            "key": path_str(&certs.path(key)),
         });
         c["ipam"]["etcd"]["timeoutMs"] = json!(2000);
         c
@@ -77,7 +33,7 @@ fn tls_with_client_certificates() {
     env.add(&with_tls("rogue.pem", "rogue-key.pem"), "c2")
         .expect_error(11);
     let mut no_cert = good.clone();
-    no_cert["ipam"]["etcd"]["tls"] = json!({"ca": path_str(&d.join("ca.pem"))});
+    no_cert["ipam"]["etcd"]["tls"] = json!({"ca": path_str(&certs.path("ca.pem"))});
     env.add(&no_cert, "c3").expect_error(11);
     // Plain HTTP to a TLS port: refused too.
     let mut plain = conf(&[ep[0].replace("https://", "http://")], "node-a", json!({}));

@@ -3,11 +3,9 @@
 
 use std::path::PathBuf;
 
+use admin_cli::EtcdArgs;
 use clap::{Args, Parser, Subcommand};
 use overlay_core::DEFAULT_PREFIX;
-
-/// Where etcd listens when no --etcd-endpoints is given.
-pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -34,36 +32,15 @@ pub struct Cli {
 }
 
 /// How to reach etcd, and the output format (valid before or after the
-/// subcommand).
+/// subcommand): the options every admin CLI takes, and overlayd's prefix.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// etcd client URLs (http:// or https://HOST:PORT)
-    #[arg(long, global = true, value_name = "URL[,URL]", value_delimiter = ',',
-          default_value = DEFAULT_ENDPOINT)]
-    pub etcd_endpoints: Vec<String>,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
     /// The key prefix overlayd uses (its config at <prefix>/config, node
     /// records at <prefix>/subnets/)
     #[arg(long, global = true, default_value = DEFAULT_PREFIX)]
     pub prefix: String,
-    /// Time budget of the whole command: connecting and every request
-    #[arg(long, global = true, value_name = "MS", default_value_t = 5000,
-          value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub timeout_ms: u64,
-    /// CA certificate (PEM) that signed etcd's server certificate; needed for https://
-    #[arg(long, global = true, value_name = "PEM")]
-    pub cacert: Option<PathBuf>,
-    /// Client certificate (PEM), with --key
-    #[arg(long, global = true, value_name = "PEM", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// Client certificate's private key (PEM), with --cert
-    #[arg(long, global = true, value_name = "PEM", requires = "cert")]
-    pub key: Option<PathBuf>,
-    /// etcd user and password, as etcdctl takes them
-    #[arg(long, global = true, value_name = "USER[:PASSWORD]")]
-    pub user: Option<String>,
-    /// Print JSON instead of tables
-    #[arg(long, global = true)]
-    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +122,7 @@ fn parse_node(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use admin_cli::DEFAULT_ENDPOINT;
     use clap::CommandFactory;
 
     #[test]
@@ -164,19 +142,19 @@ mod tests {
             "http://a:1,http://b:2",
         ])
         .unwrap();
-        assert!(cli.global.json);
+        assert!(cli.global.etcd.json);
         assert_eq!(cli.global.prefix, "/x");
-        assert_eq!(cli.global.etcd_endpoints, ["http://a:1", "http://b:2"]);
+        assert_eq!(cli.global.etcd.etcd_endpoints, ["http://a:1", "http://b:2"]);
         assert!(matches!(cli.command, Command::Nodes));
     }
 
     #[test]
     fn defaults() {
         let cli = Cli::try_parse_from(["overlayctl", "config", "get"]).unwrap();
-        assert_eq!(cli.global.etcd_endpoints, [DEFAULT_ENDPOINT]);
+        assert_eq!(cli.global.etcd.etcd_endpoints, [DEFAULT_ENDPOINT]);
         assert_eq!(cli.global.prefix, "/overlay");
-        assert_eq!(cli.global.timeout_ms, 5000);
-        assert!(!cli.global.json);
+        assert_eq!(cli.global.etcd.timeout_ms, 5000);
+        assert!(!cli.global.etcd.json);
     }
 
     #[test]

@@ -6,35 +6,16 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+pub use admin_cli::Report;
+use admin_cli::Table;
 use cni::Error;
 use overlay_core::{Keys, OverlayConfig};
 use serde_json::{json, Value};
 
 use crate::cli::{Command, ConfigCommand, NodeCommand};
 use crate::connect::{Etcd, Settings};
+use crate::duration;
 use crate::store::{self, SetOutcome};
-use crate::table::{duration, Table};
-
-/// What a command has to say.
-pub struct Report {
-    pub text: String,
-    pub json: Value,
-    /// Notes for stderr, whatever the format.
-    pub warnings: Vec<String>,
-    /// A failure after the report was made (printed, then exit 1).
-    pub failure: Option<Error>,
-}
-
-impl Report {
-    pub fn new(text: String, json: Value) -> Report {
-        Report {
-            text,
-            json,
-            warnings: Vec::new(),
-            failure: None,
-        }
-    }
-}
 
 /// Where and until when a command may talk to etcd. Commands connect
 /// themselves, after checking their own input.
@@ -183,14 +164,14 @@ async fn nodes(target: &Target) -> Result<Report, Error> {
         let ttl_text = match (lease, ttl) {
             (0, _) => "no lease".to_string(),
             (_, None) => "expired".to_string(),
-            (_, Some(t)) => duration(t),
+            (_, Some(t)) => duration::human(t),
         };
         table.row(vec![
             r.node.clone(),
             r.subnet.to_string(),
             r.public_ip.to_string(),
             r.vtep_mac.clone(),
-            age.map(duration).unwrap_or_else(|| "-".into()),
+            age.map(duration::human).unwrap_or_else(|| "-".into()),
             ttl_text,
         ]);
         list.push(json!({

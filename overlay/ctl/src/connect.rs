@@ -3,24 +3,19 @@
 //! bounded by the command's time budget.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use admin_cli::Schemes;
+pub use admin_cli::TlsFiles;
 use cni::Error;
 use etcd_client::{
     Certificate, Client, ConnectOptions, Identity, LeaseTimeToLiveOptions, TlsOptions, Txn,
     TxnResponse,
 };
+use overlay_core::DEFAULT_PREFIX;
 
 use crate::cli::Global;
-
-/// TLS files: the CA of etcd's server certificate, and an optional client
-/// certificate with its key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub ca: PathBuf,
-    pub identity: Option<(PathBuf, PathBuf)>,
-}
 
 /// How to reach etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,79 +42,23 @@ impl Settings {
     }
 }
 
-/// `http://HOST:PORT` or `https://HOST:PORT` (a trailing `/` allowed).
-fn check_endpoint(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .map(|r| r.trim_end_matches('/'));
-    match rest {
-        Some(r) if !r.is_empty() && !r.contains('/') => Ok(()),
-        _ => Err(format!(
-            "--etcd-endpoints: {url:?} is not http://HOST:PORT or https://HOST:PORT"
-        )),
-    }
-}
-
-fn check_prefix(prefix: &str) -> Result<(), String> {
-    if prefix.trim_matches('/').is_empty() || prefix.contains("//") {
-        return Err(format!(
-            "--prefix {prefix:?} must name a key prefix such as /overlay"
-        ));
-    }
-    Ok(())
-}
-
-/// https:// endpoints need the CA, and TLS options make sense only with
-/// https:// endpoints (all of them: one connection options set serves all).
-fn tls_files(g: &Global) -> Result<Option<TlsFiles>, String> {
-    let https = g
-        .etcd_endpoints
-        .iter()
-        .filter(|e| e.starts_with("https://"))
-        .count();
-    if https != 0 && https != g.etcd_endpoints.len() {
-        return Err("--etcd-endpoints mixes http:// and https://".into());
-    }
-    let identity = g.cert.clone().zip(g.key.clone());
-    match (&g.cacert, https != 0) {
-        (Some(ca), true) => Ok(Some(TlsFiles {
-            ca: ca.clone(),
-            identity,
-        })),
-        (None, false) if identity.is_none() => Ok(None),
-        (None, _) => Err("https:// endpoints and --cert/--key need --cacert".into()),
-        (Some(_), false) => Err("--cacert needs https:// endpoints".into()),
-    }
-}
-
-/// `--user USER[:PASSWORD]`, split at the first colon.
-fn credentials(user: Option<&str>) -> Result<Option<(String, String)>, String> {
-    let Some(user) = user else {
-        return Ok(None);
-    };
-    let (name, password) = user.split_once(':').unwrap_or((user, ""));
-    if name.is_empty() {
-        return Err("--user needs a user name".into());
-    }
-    Ok(Some((name.to_string(), password.to_string())))
-}
-
-/// The settings of the global options; `Err` is a usage error.
+/// The settings of the global options; `Err` is a usage error. All
+/// endpoints are of one scheme: etcd-client takes one set of connection
+/// options (TLS or none) for every endpoint.
 pub fn settings(g: &Global) -> Result<Settings, String> {
-    if g.etcd_endpoints.is_empty() {
-        return Err("--etcd-endpoints is empty".into());
-    }
-    for url in &g.etcd_endpoints {
-        check_endpoint(url)?;
-    }
-    check_prefix(&g.prefix)?;
+    let options = g
+        .etcd
+        .check(&g.prefix, DEFAULT_PREFIX, Schemes::OneForAll)?;
     Ok(Settings {
-        endpoints: g.etcd_endpoints.clone(),
-        prefix: g.prefix.clone(),
-        timeout: Duration::from_millis(g.timeout_ms),
-        tls: tls_files(g)?,
-        user: credentials(g.user.as_deref())?,
+        endpoints: options.endpoints,
+        prefix: options.prefix,
+        timeout: options.timeout,
+        tls: options.tls,
+        // `--user NAME` without a password: an empty one (etcd-client
+        // takes a user only with a password).
+        user: options
+            .user
+            .map(|u| (u.name, u.password.unwrap_or_default())),
     })
 }
 

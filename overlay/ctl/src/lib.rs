@@ -5,55 +5,36 @@
 pub mod cli;
 pub mod cmd;
 pub mod connect;
+pub mod duration;
 pub mod store;
-pub mod table;
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{CommandFactory, Parser};
+use admin_cli::{AdminCli, Report};
 
 /// Parses the command line (exit 2 on a bad one), runs the command, prints
 /// its report: exit 0 done, 1 failed with the reason on stderr.
 pub fn main() -> ExitCode {
-    let start = Instant::now();
-    let cli = cli::Cli::parse();
-    let settings = connect::settings(&cli.global).unwrap_or_else(|msg| {
-        cli::Cli::command()
-            .error(clap::error::ErrorKind::ArgumentConflict, msg)
-            .exit()
-    });
-    let target = cmd::Target {
-        deadline: start + settings.timeout,
-        settings,
-    };
-    let outcome = connect::block_on(cmd::run(&cli.command, &target));
-    print_outcome(outcome, cli.global.json)
+    admin_cli::main::<cli::Cli>()
 }
 
-fn fail(e: &cni::Error) -> ExitCode {
-    eprintln!("overlayctl: {}", e.msg);
-    for line in e.details.lines() {
-        eprintln!("overlayctl:   {line}");
-    }
-    ExitCode::FAILURE
-}
+impl AdminCli for cli::Cli {
+    type Target = cmd::Target;
 
-fn print_outcome(outcome: Result<cmd::Report, cni::Error>, json: bool) -> ExitCode {
-    let report = match outcome {
-        Ok(r) => r,
-        Err(e) => return fail(&e),
-    };
-    if json {
-        println!("{:#}", report.json);
-    } else {
-        print!("{}", report.text);
+    fn target(&self, start: Instant) -> Result<cmd::Target, String> {
+        let settings = connect::settings(&self.global)?;
+        Ok(cmd::Target {
+            deadline: start + settings.timeout,
+            settings,
+        })
     }
-    for w in &report.warnings {
-        eprintln!("overlayctl: warning: {w}");
+
+    fn run(&self, target: &cmd::Target) -> Result<Report, cni::Error> {
+        connect::block_on(cmd::run(&self.command, target))
     }
-    match &report.failure {
-        Some(e) => fail(e),
-        None => ExitCode::SUCCESS,
+
+    fn json(&self) -> bool {
+        self.global.etcd.json
     }
 }

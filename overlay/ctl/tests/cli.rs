@@ -3,13 +3,12 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use cni_harness::ctl::unanswering_endpoints;
 use common::*;
 
-fn run(args: &[&str]) -> Ctl {
+fn run(args: &[&str]) -> CtlOutput {
     ctl_with(&["http://127.0.0.1:1".to_string()], args, None)
 }
 
@@ -93,23 +92,11 @@ fn a_config_that_cannot_be_read_or_parsed_fails_before_etcd() {
 #[test]
 fn an_unreachable_etcd_is_exit_1_with_a_message_and_no_hang() {
     // Nothing listening, and a listener that accepts and never answers.
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_url = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
-    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_url = format!("http://{}", silent.local_addr().unwrap());
-    let held: Arc<Mutex<Vec<TcpStream>>> = Default::default();
-    let keep = held.clone();
-    std::thread::spawn(move || {
-        for s in silent.incoming().flatten() {
-            keep.lock().unwrap().push(s);
-        }
-    });
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("c.json");
     std::fs::write(&file, r#"{"network": "10.244.0.0/16"}"#).unwrap();
     let file = file.to_str().unwrap();
-    for url in [closed_url, silent_url] {
+    for url in unanswering_endpoints() {
         for args in [
             &["config", "get"][..],
             &["config", "set", file],
@@ -117,12 +104,8 @@ fn an_unreachable_etcd_is_exit_1_with_a_message_and_no_hang() {
             &["node", "rm", "n1"],
         ] {
             let args = [args, &["--timeout-ms", "700"]].concat();
-            let t = Instant::now();
             let out = ctl_with(std::slice::from_ref(&url), &args, None);
-            assert!(
-                t.elapsed() < Duration::from_secs(15),
-                "{url} {args:?}: hung"
-            );
+            assert!(out.took < Duration::from_secs(15), "{url} {args:?}: hung");
             let msg = out.failed();
             assert!(msg.contains(&url), "{url} {args:?}: {msg}");
         }

@@ -1,5 +1,6 @@
 //! `ipamctl blocks`: every claimed block, its node and how full it is.
 
+use admin_cli::Table;
 use cni::Error;
 use etcd_ipam::usage::usage;
 use serde_json::json;
@@ -7,7 +8,6 @@ use serde_json::json;
 use super::Report;
 use crate::cli::Filter;
 use crate::connect::Target;
-use crate::table::Table;
 use crate::view::read_networks;
 
 pub async fn run(target: &Target, filter: &Filter) -> Result<Report, Error> {

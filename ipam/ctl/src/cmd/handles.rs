@@ -1,5 +1,6 @@
 //! `ipamctl handles`: the attachments holding addresses.
 
+use admin_cli::Table;
 use cni::Error;
 use etcd_ipam::model::HandleRecord;
 use serde_json::{json, Value};
@@ -7,7 +8,6 @@ use serde_json::{json, Value};
 use super::Report;
 use crate::cli::Filter;
 use crate::connect::Target;
-use crate::table::Table;
 use crate::view::read_networks;
 
 /// The handle's addresses, with their prefix length (as results show them).

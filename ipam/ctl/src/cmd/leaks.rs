@@ -1,6 +1,7 @@
 //! `ipamctl leaks`: a node's handles whose container is gone; listed (dry
 //! run) or released.
 
+use admin_cli::Table;
 use cni::Error;
 use etcd_ipam::admin::{self, Alive};
 use etcd_ipam::keys::Keys;
@@ -13,7 +14,6 @@ use super::Report;
 use crate::alive;
 use crate::cli::{AliveSource, LeaksArgs};
 use crate::connect::Target;
-use crate::table::Table;
 
 /// What became of one leaked handle.
 enum Fate {

@@ -1,5 +1,5 @@
 //! The subcommands. Each returns a [`Report`]: the same facts as a table and
-//! as JSON; `main` prints the one asked for.
+//! as JSON; `admin_cli::main` prints the one asked for.
 
 mod blocks;
 mod handles;
@@ -7,33 +7,11 @@ mod leaks;
 mod node;
 mod usage;
 
+pub use admin_cli::Report;
 use cni::Error;
-use serde_json::Value;
 
 use crate::cli::{Command, NodeCommand};
 use crate::connect::Target;
-
-/// What a command has to say.
-pub struct Report {
-    pub text: String,
-    pub json: Value,
-    /// Notes for stderr, whatever the format.
-    pub warnings: Vec<String>,
-    /// A failure after part of the work was done (the report shows which
-    /// part): printed, then the exit status is 1.
-    pub failure: Option<Error>,
-}
-
-impl Report {
-    pub fn new(text: String, json: Value) -> Report {
-        Report {
-            text,
-            json,
-            warnings: Vec::new(),
-            failure: None,
-        }
-    }
-}
 
 pub async fn run(command: &Command, target: &Target) -> Result<Report, Error> {
     match command {

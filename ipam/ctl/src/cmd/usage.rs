@@ -1,13 +1,13 @@
 //! `ipamctl usage`: per range set and per node, how much of the pool is
 //! claimed and used.
 
+use admin_cli::Table;
 use cni::{Error, NetworkName};
 use etcd_ipam::usage::{usage, NodeUsage, SetUsage};
 use serde_json::{json, Value};
 
 use super::Report;
 use crate::connect::Target;
-use crate::table::Table;
 use crate::view::{count, read_networks};
 
 fn set_json(s: &SetUsage) -> Value {

@@ -5,12 +5,11 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cni::Cidr;
+use cni_harness::ctl::run_ctl;
+pub use cni_harness::ctl::CtlOutput;
 use cni_harness::{bins, PluginCall, PluginOutput, Sandbox};
 use etcd_ipam::config::EtcdConfig;
 use etcd_ipam::etcd::{block_on, Etcd};
@@ -90,11 +89,11 @@ impl Env {
     }
 
     /// Runs ipamctl against this etcd.
-    pub fn ctl(&self, args: &[&str]) -> Ctl {
+    pub fn ctl(&self, args: &[&str]) -> CtlOutput {
         ctl_with(&self.endpoints, args, None)
     }
 
-    pub fn ctl_stdin(&self, args: &[&str], stdin: &str) -> Ctl {
+    pub fn ctl_stdin(&self, args: &[&str], stdin: &str) -> CtlOutput {
         ctl_with(&self.endpoints, args, Some(stdin))
     }
 
@@ -127,37 +126,15 @@ impl Env {
     }
 }
 
-/// What ipamctl printed and how it exited.
-#[derive(Debug)]
-pub struct Ctl {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
+/// ipamctl's tables, read back from its output.
+pub trait Tables {
+    /// The tables printed (exit 0 asserted), split at blank lines; each a
+    /// list of rows of cells (cells hold no spaces), heading first.
+    fn tables(&self) -> Vec<Vec<Vec<String>>>;
 }
 
-impl Ctl {
-    /// Asserts exit 0 and returns stdout.
-    pub fn ok(&self) -> &str {
-        assert_eq!(self.code, Some(0), "ipamctl failed: {self:?}");
-        &self.stdout
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_str(self.ok())
-            .unwrap_or_else(|e| panic!("ipamctl printed no JSON ({e}): {self:?}"))
-    }
-
-    /// Asserts exit 1 with a message on stderr and nothing on stdout; returns stderr.
-    pub fn failed(&self) -> &str {
-        assert_eq!(self.code, Some(1), "exit 1 expected: {self:?}");
-        assert!(self.stderr.starts_with("ipamctl: "), "{self:?}");
-        assert!(self.stdout.is_empty(), "{self:?}");
-        &self.stderr
-    }
-
-    /// The tables printed, split at blank lines; each a list of rows of
-    /// cells (cells hold no spaces), heading first.
-    pub fn tables(&self) -> Vec<Vec<Vec<String>>> {
+impl Tables for CtlOutput {
+    fn tables(&self) -> Vec<Vec<Vec<String>>> {
         self.ok()
             .split("\n\n")
             .map(|t| {
@@ -169,30 +146,9 @@ impl Ctl {
     }
 }
 
-pub fn ctl_path() -> PathBuf {
-    bins::bin("ipamctl")
-}
-
-pub fn ctl_with(endpoints: &[String], args: &[&str], stdin: Option<&str>) -> Ctl {
-    let mut child = Command::new(ctl_path())
-        .arg("--etcd-endpoints")
-        .arg(endpoints.join(","))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ipamctl");
-    if let Some(mut pipe) = child.stdin.take() {
-        // ipamctl may exit before reading (bad arguments): ignore EPIPE.
-        let _ = pipe.write_all(stdin.unwrap_or_default().as_bytes());
-    }
-    let out = child.wait_with_output().expect("wait for ipamctl");
-    Ctl {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+/// Runs ipamctl against `endpoints`.
+pub fn ctl_with(endpoints: &[String], args: &[&str], stdin: Option<&str>) -> CtlOutput {
+    run_ctl("ipamctl", endpoints, args, stdin)
 }
 
 /// A network's keys and values with their mod revisions: equal states mean

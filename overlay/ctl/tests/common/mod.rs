@@ -5,11 +5,11 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cni_harness::{bins, EtcdServer};
+use cni_harness::ctl::run_ctl;
+pub use cni_harness::ctl::CtlOutput;
+use cni_harness::EtcdServer;
 use etcd_client::{Client, GetOptions, PutOptions};
 use overlay_core::{Keys, NodeRecord};
 use overlayctl::connect::{Etcd, Settings};
@@ -143,46 +143,24 @@ impl Env {
         Etcd::connect(&self.settings(), Instant::now() + Duration::from_secs(10)).await
     }
 
-    pub fn ctl(&self, args: &[&str]) -> Ctl {
+    pub fn ctl(&self, args: &[&str]) -> CtlOutput {
         ctl_with(&self.endpoints, args, None)
     }
 
-    pub fn ctl_stdin(&self, args: &[&str], stdin: &str) -> Ctl {
+    pub fn ctl_stdin(&self, args: &[&str], stdin: &str) -> CtlOutput {
         ctl_with(&self.endpoints, args, Some(stdin))
     }
 }
 
-/// What overlayctl printed and how it exited.
-#[derive(Debug)]
-pub struct Ctl {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
+/// overlayctl's table, read back from its output.
+pub trait TableRows {
+    /// The table printed (exit 0 asserted): rows of cells (split at two or
+    /// more spaces), heading first.
+    fn table(&self) -> Vec<Vec<String>>;
 }
 
-impl Ctl {
-    /// Asserts exit 0 and returns stdout.
-    pub fn ok(&self) -> &str {
-        assert_eq!(self.code, Some(0), "overlayctl failed: {self:?}");
-        &self.stdout
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_str(self.ok())
-            .unwrap_or_else(|e| panic!("overlayctl printed no JSON ({e}): {self:?}"))
-    }
-
-    /// Asserts exit 1 with a message on stderr and nothing on stdout; returns stderr.
-    pub fn failed(&self) -> &str {
-        assert_eq!(self.code, Some(1), "exit 1 expected: {self:?}");
-        assert!(self.stderr.starts_with("overlayctl: "), "{self:?}");
-        assert!(self.stdout.is_empty(), "{self:?}");
-        &self.stderr
-    }
-
-    /// The table printed: rows of cells (split at two or more spaces),
-    /// heading first.
-    pub fn table(&self) -> Vec<Vec<String>> {
+impl TableRows for CtlOutput {
+    fn table(&self) -> Vec<Vec<String>> {
         self.ok()
             .lines()
             .map(|l| {
@@ -196,24 +174,7 @@ impl Ctl {
     }
 }
 
-pub fn ctl_with(endpoints: &[String], args: &[&str], stdin: Option<&str>) -> Ctl {
-    let mut child = Command::new(bins::bin("overlayctl"))
-        .arg("--etcd-endpoints")
-        .arg(endpoints.join(","))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start overlayctl");
-    if let Some(mut pipe) = child.stdin.take() {
-        // overlayctl may exit before reading (bad arguments): ignore EPIPE.
-        let _ = pipe.write_all(stdin.unwrap_or_default().as_bytes());
-    }
-    let out = child.wait_with_output().expect("wait for overlayctl");
-    Ctl {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+/// Runs overlayctl against `endpoints`.
+pub fn ctl_with(endpoints: &[String], args: &[&str], stdin: Option<&str>) -> CtlOutput {
+    run_ctl("overlayctl", endpoints, args, stdin)
 }

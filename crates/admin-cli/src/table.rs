@@ -1,9 +1,13 @@
-//! Human output: aligned columns, and durations as people read them.
+//! Human output: columns aligned under their headings.
 
 /// Rows of cells under a heading, each column as wide as its widest cell.
 pub struct Table {
+    /// The heading first.
     rows: Vec<Vec<String>>,
 }
+
+/// Spaces between two columns.
+const GAP: &str = "  ";
 
 impl Table {
     pub fn new(heading: &[&str]) -> Table {
@@ -16,7 +20,8 @@ impl Table {
         self.rows.push(cells);
     }
 
-    /// One line a row, columns two spaces apart, no trailing blanks.
+    /// One line a row, heading first; no trailing blanks (the last
+    /// column's padding is noise at the end of a line).
     pub fn render(&self) -> String {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let width = |i: usize| {
@@ -35,28 +40,11 @@ impl Table {
                 .zip(&widths)
                 .map(|(cell, w)| format!("{cell:<w$}"))
                 .collect();
-            out.push_str(line.join("  ").trim_end());
+            out.push_str(line.join(GAP).trim_end());
             out.push('\n');
         }
         out
     }
-}
-
-/// Seconds as the two largest units: `45s`, `3m12s`, `2h5m`, `4d2h`.
-pub fn duration(secs: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
-    for (i, (size, name)) in UNITS.iter().enumerate() {
-        if secs >= *size || *size == 1 {
-            let head = format!("{}{name}", secs / size);
-            return match UNITS.get(i + 1) {
-                Some((next, next_name)) => {
-                    format!("{head}{}{next_name}", secs % size / next)
-                }
-                None => head,
-            };
-        }
-    }
-    format!("{secs}s")
 }
 
 #[cfg(test)]
@@ -64,7 +52,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn columns_line_up() {
+    fn columns_line_up_and_lines_end_without_spaces() {
+        let mut t = Table::new(&["NODE", "USED"]);
+        t.row(vec!["node-long".into(), "3".into()]);
+        t.row(vec!["a".into(), "12".into()]);
+        assert_eq!(t.render(), "NODE       USED\nnode-long  3\na          12\n");
         let mut t = Table::new(&["NODE", "SUBNET"]);
         t.row(vec!["node-long".into(), "10.0.0.0/24".into()]);
         t.row(vec!["a".into(), "-".into()]);
@@ -72,20 +64,17 @@ mod tests {
             t.render(),
             "NODE       SUBNET\nnode-long  10.0.0.0/24\na          -\n"
         );
-        assert_eq!(Table::new(&["A", "B"]).render(), "A  B\n");
     }
 
     #[test]
-    fn durations() {
-        for (secs, text) in [
-            (0, "0s"),
-            (45, "45s"),
-            (60, "1m0s"),
-            (192, "3m12s"),
-            (3_600 * 2 + 300 + 7, "2h5m"),
-            (86_400 * 4 + 3_600 * 2 + 59, "4d2h"),
-        ] {
-            assert_eq!(duration(secs), text, "{secs}");
-        }
+    fn widths_count_characters_not_bytes() {
+        let mut t = Table::new(&["A", "B"]);
+        t.row(vec!["äöü".into(), "x".into()]);
+        assert_eq!(t.render(), "A    B\näöü  x\n");
+    }
+
+    #[test]
+    fn an_empty_table_is_its_heading() {
+        assert_eq!(Table::new(&["A", "B"]).render(), "A  B\n");
     }
 }
