@@ -486,9 +486,10 @@ impl Member {
         // unless this names the (Go) architecture it runs on.
         cmd.env("ETCD_UNSUPPORTED_ARCH", go_arch());
         let parent = std::process::id();
-        let netns = self.placement.netns.as_ref().map(|p| {
-            File::open(p).unwrap_or_else(|e| panic!("open netns {}: {e}", p.display()))
-        });
+        let netns =
+            self.placement.netns.as_ref().map(|p| {
+                File::open(p).unwrap_or_else(|e| panic!("open netns {}: {e}", p.display()))
+            });
         // SAFETY: prctl, getppid and setns are plain syscalls, fine between
         // fork and exec.
         unsafe {
