@@ -40,7 +40,7 @@ use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClie
 use serde_json::{json, Value};
 
 use crate::chain::{ms, Dirs};
-use crate::exec::{self_cpu_ms, Outcome, Spawn};
+use crate::exec::{children_cpu_ms, self_cpu_ms, Outcome, Spawn};
 use crate::floors::which;
 use crate::scenario::RSS_PASSES;
 use crate::signals;
@@ -261,6 +261,11 @@ pub struct EtcdIpamData {
     /// (the 50-client rounds raise it themselves).
     pub load_before: String,
     pub load_after: String,
+    /// Share of the machine's CPU (all CPUs) busy during the measurements
+    /// with the work of other processes (not the bench, its plugins, the
+    /// etcd members), and with ours: a disturbed run shows here.
+    pub other_cpu_share: Option<f64>,
+    pub own_cpu_share: Option<f64>,
 }
 
 impl EtcdIpamData {
@@ -790,6 +795,35 @@ fn rounds(clients: usize, per_client: usize, iterations: usize, fixed: Option<us
     }
 }
 
+/// CPU time the machine has been busy so far (every CPU: user, nice,
+/// system, irq, softirq, steal), ms, from `/proc/stat`.
+fn machine_busy_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| v.get(i)).sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| busy as f64 * 1000.0 / hz as f64)
+}
+
+/// The CPU of everything this run consists of: the bench, the plugins it
+/// reaped, the etcd members.
+fn own_cpu_ms(etcd_pids: &[Vec<u32>; 2]) -> f64 {
+    self_cpu_ms()
+        + children_cpu_ms()
+        + etcd_pids
+            .iter()
+            .flatten()
+            .map(|&p| proc_cpu_ms(p))
+            .sum::<f64>()
+}
+
 /// `/proc/loadavg`'s first three fields.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -811,6 +845,11 @@ pub fn run(
     progress("etcd-ipam: starting etcd (1 member; 3 members) on 127.0.0.1");
     let etcds = Etcds::start()?;
     let bed = Bed::new(dirs, &etcds)?;
+    let cpu_start = (
+        Instant::now(),
+        machine_busy_ms(),
+        own_cpu_ms(&bed.etcd_pids),
+    );
 
     // Untimed: page cache, the pool record, every block the rounds need.
     let widest = levels.iter().copied().max().unwrap_or(1);
@@ -837,6 +876,8 @@ pub fn run(
         seconds: 0.0,
         load_before,
         load_after: String::new(),
+        other_cpu_share: None,
+        own_cpu_share: None,
     };
     for &k in levels {
         let pc = per_client(k, iterations, quick);
@@ -897,6 +938,16 @@ pub fn run(
                 Store::HostLocal => data.rss_host_local.push(kb),
                 _ => data.rss_etcd.push(kb),
             }
+        }
+    }
+    let (t0, busy0, own0) = cpu_start;
+    let capacity =
+        ms(t0.elapsed()) * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    if let (Some(busy0), Some(busy1)) = (busy0, machine_busy_ms()) {
+        let own = own_cpu_ms(&bed.etcd_pids) - own0;
+        if capacity > 0.0 {
+            data.own_cpu_share = Some(own / capacity);
+            data.other_cpu_share = Some(((busy1 - busy0 - own) / capacity).max(0.0));
         }
     }
     drop(bed);
@@ -969,6 +1020,8 @@ pub fn json(d: &EtcdIpamData) -> Value {
         "seconds": r3(d.seconds),
         "load_average_before": d.load_before,
         "load_average_after": d.load_after,
+        "cpu_share_other_processes": d.other_cpu_share.map(r3),
+        "cpu_share_this_run": d.own_cpu_share.map(r3),
         "nodes": NODES,
         "subnet": SUBNET,
         "notes": [
@@ -996,10 +1049,15 @@ pub fn table(d: &EtcdIpamData, t: &mut String, num: impl Fn(f64) -> String) {
         t,
         "etcd-ipam: one plugin process per ADD / DEL; clients in closed loops, client i = node i mod {NODES} (ms)"
     );
+    let pct = |x: Option<f64>| x.map_or("?".to_string(), |x| format!("{:.0} %", x * 100.0));
     let _ = writeln!(
         t,
-        "{:.0} s, load average {} before, {} after",
-        d.seconds, d.load_before, d.load_after
+        "{:.0} s, load average {} before, {} after; the machine's CPU meanwhile: {} this run, {} other processes",
+        d.seconds,
+        d.load_before,
+        d.load_after,
+        pct(d.own_cpu_share),
+        pct(d.other_cpu_share)
     );
     let _ = writeln!(
         t,

@@ -141,6 +141,17 @@ pub fn self_cpu_ms() -> f64 {
     cpu_ms(&usage)
 }
 
+/// CPU time of the children this process has reaped so far, ms.
+pub fn children_cpu_ms() -> f64 {
+    // SAFETY: as in `self_cpu_ms`.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a local.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return 0.0;
+    }
+    cpu_ms(&usage)
+}
+
 /// Runs `f` on a new thread that has joined the network namespace `fd`
 /// (processes it spawns start there); the calling thread never moves.
 pub fn in_netns<T: Send>(fd: RawFd, f: impl FnOnce() -> T + Send) -> Result<T, String> {

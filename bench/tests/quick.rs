@@ -231,6 +231,14 @@ fn quick_run_reports_every_scenario_with_positive_numbers() {
         assert!(floor > put, "{store}: the floor includes the process start");
         positive(&f["seq_add_p50_over_floor"], &format!("{store} ratio"));
     }
+    positive(&e["cpu_share_this_run"], "etcd-ipam cpu_share_this_run");
+    let other = e["cpu_share_other_processes"]
+        .as_f64()
+        .expect("cpu_share_other_processes");
+    assert!(
+        (0.0..=1.0).contains(&other),
+        "other processes' CPU share {other}"
+    );
     for k in ["exec_true_ms", "version_ms"] {
         summary(&e["floor"][k], &format!("etcd floor {k}"), 3);
     }
