@@ -5,23 +5,19 @@
 //! netlink-packet-route's parsers out of its binary (smaller, fewer pages
 //! touched at start; BENCHMARKS.md).
 
+use std::ffi::CStr;
 use std::net::IpAddr;
 
 use crate::error::{Error, Result};
 use crate::socket::{messages, Family, Socket, Transport, NLM_F_ACK, NLM_F_REQUEST};
 
-const RTM_NEWLINK: u16 = 16;
-const RTM_GETLINK: u16 = 18;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTN_UNICAST: u8 = 1;
-const IFLA_IFNAME: u16 = 3;
 /// nlmsghdr (16) + rtmsg (12).
 const HEADERS: usize = 28;
-/// nlmsghdr (16) + ifinfomsg (16).
-const IFINFO_HEADERS: usize = 32;
 
 /// The output interface (index) of the route the kernel picks for packets
 /// to `ip` (`ip route get`): one `RTM_GETROUTE` lookup through the policy
@@ -90,62 +86,30 @@ fn parse_route(msg: &[u8], what: &str) -> Result<Option<u32>> {
     Ok(None)
 }
 
-/// The name of interface `index` in the calling thread's namespace (what
-/// `if_indextoname` answers), `None` when there is no such interface.
+/// The name of interface `index` in the calling thread's namespace
+/// (`if_indextoname`), `None` when there is no such interface.
+///
+/// Not an `RTM_GETLINK` on a netlink socket: that request takes the RTNL
+/// lock, which concurrent link creations (other containers' ADDs) hold for
+/// milliseconds; the `SIOCGIFNAME` ioctl behind `if_indextoname` only reads
+/// under RCU.
 pub fn ifname(index: u32) -> Result<Option<String>> {
-    let what = format!("name of interface {index}");
-    let mut sock = Socket::open(Family::Route).map_err(|e| Error::io(&what, e))?;
-    ifname_on(&mut sock, index)
-}
-
-fn ifname_on<T: Transport>(sock: &mut Socket<T>, index: u32) -> Result<Option<String>> {
-    let what = format!("name of interface {index}");
-    let Ok(ifi_index) = i32::try_from(index) else {
-        return Ok(None);
-    };
-    let seq = sock.next_seq();
-    // nlmsghdr + ifinfomsg (family, pad, type, index, flags, change).
-    let mut req = Vec::with_capacity(32);
-    req.extend_from_slice(&32u32.to_ne_bytes());
-    req.extend_from_slice(&RTM_GETLINK.to_ne_bytes());
-    req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-    req.extend_from_slice(&seq.to_ne_bytes());
-    req.extend_from_slice(&0u32.to_ne_bytes());
-    req.extend_from_slice(&[0; 4]);
-    req.extend_from_slice(&ifi_index.to_ne_bytes());
-    req.extend_from_slice(&[0; 8]);
-    match sock.request(&req, seq, &what) {
-        Ok(answers) => match answers.first() {
-            Some(link) => parse_link_name(link, &what),
-            None => Ok(None),
-        },
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
+    let mut name = [0u8; libc::IF_NAMESIZE];
+    // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname writes at most
+    // (the name and its NUL); nothing else is passed.
+    let found = !unsafe { libc::if_indextoname(index, name.as_mut_ptr().cast()) }.is_null();
+    if !found {
+        let errno = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        return match errno {
+            libc::ENXIO | libc::ENODEV => Ok(None),
+            _ => Err(Error::os(format!("name of interface {index}"), errno)),
+        };
     }
-}
-
-/// The `IFLA_IFNAME` of an `RTM_NEWLINK` answer.
-fn parse_link_name(msg: &[u8], what: &str) -> Result<Option<String>> {
-    let bad = || Error::protocol(what, "malformed reply");
-    let m = messages(msg).next().ok_or_else(bad)?;
-    if m.ty != RTM_NEWLINK {
-        return Err(bad());
-    }
-    let mut attrs = m.bytes.get(IFINFO_HEADERS..).unwrap_or(&[]);
-    while attrs.len() >= 4 {
-        let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
-        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
-        if len < 4 || len > attrs.len() {
-            return Err(bad());
-        }
-        if kind == IFLA_IFNAME {
-            let raw = &attrs[4..len];
-            let name = raw.split(|b| *b == 0).next().unwrap_or(&[]);
-            return Ok(Some(String::from_utf8_lossy(name).into_owned()));
-        }
-        attrs = attrs.get((len + 3) & !3..).unwrap_or(&[]);
-    }
-    Ok(None)
+    let name = CStr::from_bytes_until_nul(&name)
+        .map_err(|_| Error::protocol(format!("name of interface {index}"), "no NUL"))?;
+    Ok(Some(name.to_string_lossy().into_owned()))
 }
 
 /// (The kernel side is tested in `tests/route.rs`, inside a sandbox.)
@@ -193,41 +157,6 @@ mod tests {
         let whole = message(RTM_NEWROUTE, 0, 1, &route(RTN_UNICAST, 7));
         for cut in 0..whole.len() {
             let _ = parse_route(&whole[..cut], "t");
-        }
-    }
-
-    #[test]
-    fn interface_names_come_from_a_getlink_by_index() {
-        let link = |seq: u32| {
-            let mut body = vec![0u8; 16];
-            body[4..8].copy_from_slice(&7i32.to_ne_bytes());
-            body.extend_from_slice(&8u16.to_ne_bytes());
-            body.extend_from_slice(&4u16.to_ne_bytes()); // IFLA_MTU first
-            body.extend_from_slice(&1500u32.to_ne_bytes());
-            body.extend_from_slice(&9u16.to_ne_bytes());
-            body.extend_from_slice(&IFLA_IFNAME.to_ne_bytes());
-            body.extend_from_slice(b"br0\0\0\0\0");
-            datagram(&[message(RTM_NEWLINK, 0, seq, &body), ack(seq)])
-        };
-        let mut sock = Socket::new(Fake::new(move |req| {
-            let m = messages(req).next().unwrap();
-            let index = i32::from_ne_bytes(m.bytes[20..24].try_into().unwrap());
-            vec![if index == 7 {
-                link(m.seq)
-            } else {
-                error(m.seq, libc::ENODEV)
-            }]
-        }));
-        assert_eq!(ifname_on(&mut sock, 7).unwrap().as_deref(), Some("br0"));
-        assert_eq!(ifname_on(&mut sock, 9).unwrap(), None);
-        let sent = messages(&sock.transport().sent()[0]).next().unwrap();
-        assert_eq!(
-            (sent.ty, sent.flags),
-            (RTM_GETLINK, NLM_F_REQUEST | NLM_F_ACK)
-        );
-        let whole = link(1);
-        for cut in 0..whole.len() {
-            let _ = parse_link_name(&whole[..cut], "t");
         }
     }
 }

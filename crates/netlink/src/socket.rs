@@ -355,9 +355,6 @@ impl<T: Transport> Socket<T> {
         ))
     }
 
-    /// Sends `datagram` and reads answers numbered within `seqs` until
-    /// `end`; returns them (without acknowledgements and `NLMSG_DONE`) and
-    /// whether any said the dump was interrupted.
     fn exchange(
         &mut self,
         datagram: &[u8],
@@ -366,45 +363,60 @@ impl<T: Transport> Socket<T> {
         end: End,
         op: &dyn fmt::Display,
     ) -> Result<(Vec<Vec<u8>>, bool)> {
-        let context = || op.to_string();
-        self.transport
-            .send(datagram)
-            .map_err(|e| Error::io(context(), e))?;
-        let mut pending: Vec<u32> = acked.to_vec();
-        let mut answers = Vec::new();
-        let mut interrupted = false;
-        loop {
-            let received = self.transport.recv().map_err(|e| Error::io(context(), e))?;
-            let mut split = messages(received);
-            for m in split.by_ref() {
-                if !seqs.contains(&m.seq) {
-                    continue;
-                }
-                interrupted |= m.flags & NLM_F_DUMP_INTR != 0;
-                match (m.ty, m.error_code()) {
-                    (NLMSG_ERROR | NLMSG_DONE, None) => {
-                        return Err(Error::protocol(context(), "answer without its errno"))
-                    }
-                    (NLMSG_ERROR | NLMSG_DONE, Some(code)) if code != 0 => {
-                        return Err(Error::nack(context(), code))
-                    }
-                    (NLMSG_ERROR, Some(_)) => {
-                        pending.retain(|s| *s != m.seq);
-                        if end == End::Done || pending.is_empty() {
-                            return Ok((answers, interrupted));
-                        }
-                    }
-                    (NLMSG_DONE, Some(_)) => {
-                        if end == End::Done {
-                            return Ok((answers, interrupted));
-                        }
-                    }
-                    _ => answers.push(m.bytes.to_vec()),
-                }
+        exchange(&mut self.transport, datagram, seqs, acked, end, op)
+    }
+}
+
+/// Sends `datagram` and reads answers numbered within `seqs` until `end`;
+/// returns them (without acknowledgements and `NLMSG_DONE`) and whether any
+/// said the dump was interrupted. Over `dyn Transport`: one copy of the
+/// conversation in a binary, whatever transports it uses.
+fn exchange(
+    transport: &mut dyn Transport,
+    datagram: &[u8],
+    seqs: RangeInclusive<u32>,
+    acked: &[u32],
+    end: End,
+    op: &dyn fmt::Display,
+) -> Result<(Vec<Vec<u8>>, bool)> {
+    let context = || op.to_string();
+    transport
+        .send(datagram)
+        .map_err(|e| Error::io(context(), e))?;
+    let mut pending: Vec<u32> = acked.to_vec();
+    let mut answers = Vec::new();
+    let mut interrupted = false;
+    loop {
+        let received = transport.recv().map_err(|e| Error::io(context(), e))?;
+        let mut split = messages(received);
+        for m in split.by_ref() {
+            if !seqs.contains(&m.seq) {
+                continue;
             }
-            if !split.rest().is_empty() {
-                return Err(Error::protocol(context(), "malformed answer"));
+            interrupted |= m.flags & NLM_F_DUMP_INTR != 0;
+            match (m.ty, m.error_code()) {
+                (NLMSG_ERROR | NLMSG_DONE, None) => {
+                    return Err(Error::protocol(context(), "answer without its errno"))
+                }
+                (NLMSG_ERROR | NLMSG_DONE, Some(code)) if code != 0 => {
+                    return Err(Error::nack(context(), code))
+                }
+                (NLMSG_ERROR, Some(_)) => {
+                    pending.retain(|s| *s != m.seq);
+                    if end == End::Done || pending.is_empty() {
+                        return Ok((answers, interrupted));
+                    }
+                }
+                (NLMSG_DONE, Some(_)) => {
+                    if end == End::Done {
+                        return Ok((answers, interrupted));
+                    }
+                }
+                _ => answers.push(m.bytes.to_vec()),
             }
+        }
+        if !split.rest().is_empty() {
+            return Err(Error::protocol(context(), "malformed answer"));
         }
     }
 }
