@@ -331,16 +331,26 @@ impl Report {
             m["seconds"].as_f64().unwrap_or(0.0)
         );
         let _ = writeln!(t, "command: {}", m["command"].as_str().unwrap_or("?"));
-        let _ = writeln!(t);
-        let _ = writeln!(
-            t,
-            "Latency in ms; ratio = ours / reference (same run, alternating)"
-        );
-        let _ = writeln!(
-            t,
-            "{:<34} {:>4} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6}",
-            "scenario / what", "n", "ours p50", "ours p99", "ref p50", "ref p99", "p50 ×", "p99 ×"
-        );
+        // Headers only over something (`--only etcd-ipam` has no chains).
+        if !self.scenarios.is_empty() {
+            let _ = writeln!(t);
+            let _ = writeln!(
+                t,
+                "Latency in ms; ratio = ours / reference (same run, alternating)"
+            );
+            let _ = writeln!(
+                t,
+                "{:<34} {:>4} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6}",
+                "scenario / what",
+                "n",
+                "ours p50",
+                "ours p99",
+                "ref p50",
+                "ref p99",
+                "p50 ×",
+                "p99 ×"
+            );
+        }
         for s in &self.scenarios {
             for cmd in ["ADD", "DEL"] {
                 let (o, r) = (op(s, Side::Ours, cmd), op(s, Side::Reference, cmd));
@@ -405,12 +415,14 @@ impl Report {
                 &f.ipam_del.reference.summary(),
             );
         }
-        let _ = writeln!(t);
-        let _ = writeln!(
-            t,
-            "Peak RSS, KiB (ru_maxrss of the plugin and the children it waited for; p50)"
-        );
-        let _ = writeln!(t, "{:<34} {:>9} {:>9} {:>6}", "", "ours", "ref", "×");
+        if self.scenarios.iter().any(|s| s.concurrency == 1) || self.floors.is_some() {
+            let _ = writeln!(t);
+            let _ = writeln!(
+                t,
+                "Peak RSS, KiB (ru_maxrss of the plugin and the children it waited for; p50)"
+            );
+            let _ = writeln!(t, "{:<34} {:>9} {:>9} {:>6}", "", "ours", "ref", "×");
+        }
         for s in self.scenarios.iter().filter(|s| s.concurrency == 1) {
             for p in s.kind.plugins() {
                 if let (Some(a), Some(b)) = (s.ours.add.rss.get(p), s.reference.add.rss.get(p)) {
