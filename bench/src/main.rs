@@ -17,6 +17,7 @@ mod cli;
 mod etcd_ipam;
 mod exec;
 mod floors;
+mod overlay;
 mod plot;
 mod report;
 mod scenario;
@@ -142,6 +143,20 @@ fn run(opts: &Options) -> Result<(), String> {
             Some(d)
         }
     };
+    let overlay = match (opts.selected("overlay"), overlay::missing(&dirs)) {
+        (false, _) => None,
+        (true, Some(why)) if opts.only.is_some() => return Err(format!("overlay: {why}")),
+        (true, Some(why)) => {
+            progress(opts, &format!("WARNING: overlay skipped: {why}"));
+            skipped.push(("overlay convergence and throughput".to_string(), why));
+            None
+        }
+        (true, None) => {
+            let d = overlay::run(opts.quick, &dirs, &|m| progress(opts, m))?;
+            progress(opts, &format!("overlay: done in {:.1} s", d.seconds));
+            Some(d)
+        }
+    };
     let sizes = sizes::measure(&dirs);
     let meta = cli::meta(opts, started.elapsed().as_secs_f64());
     let report = Report {
@@ -150,6 +165,7 @@ fn run(opts: &Options) -> Result<(), String> {
         floors,
         sizes,
         etcd,
+        overlay,
         skipped,
     };
     let json = report.json();
