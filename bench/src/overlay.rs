@@ -26,8 +26,10 @@
 //!   node A -> node B between their VTEP addresses on `vxlan.1`, and node A
 //!   -> node B over a hand-built kernel VXLAN device between the same two
 //!   namespaces (same port and MTU, VNI 2 beside overlayd's VNI 1, static
-//!   FDB and neighbour entries, learning off). The three alternate, the
-//!   first rotating; medians are reported.
+//!   FDB and neighbour entries, learning off), and pod A -> pod B behind it
+//!   (the same pods, a second veth into a bridge of its own, routed over the
+//!   hand-built device). The four alternate, the first rotating; medians are
+//!   reported; the target is pod to pod over pod to pod.
 //!
 //! Every process is killed by PID and every namespace deleted on drop, also
 //! on error and on panic.
@@ -144,15 +146,17 @@ pub struct Throughput {
     pub overlay_pods: Samples,
     pub overlay_nodes: Samples,
     pub hand_built: Samples,
+    /// Pod to pod behind the hand-built VXLAN (same pods, a second veth).
+    pub hand_built_pods: Samples,
 }
 
 impl Throughput {
-    /// Pod to pod across the overlay / node to node on the hand-built VXLAN
-    /// (medians).
+    /// Pod to pod across the overlay / pod to pod behind the hand-built
+    /// VXLAN (medians).
     pub fn ratio(&self) -> Option<f64> {
         crate::stats::ratio(
             self.overlay_pods.summary().p50,
-            self.hand_built.summary().p50,
+            self.hand_built_pods.summary().p50,
         )
     }
 }
@@ -1133,7 +1137,55 @@ fn measure_throughput(
             ],
         )?;
     }
-    // Servers: in pod B, and in node B (VTEP and hand-built addresses).
+    // The same pods behind the hand-built VXLAN, wired as the plugin wires
+    // them: a veth into a bridge holding the gateway (MTU the same), the
+    // node routing the peer's pods via the peer's address on vxhb.
+    let hb_pod = |i: usize| Ipv4Addr::new(10, 251, i as u8, 2);
+    for (i, (pod_path, _)) in pods.iter().enumerate() {
+        let ns = c.nodes[i].ns().to_string();
+        let pod = pod_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or("pod namespace without a name")?;
+        let (m, gw) = (mtu.to_string(), format!("10.251.{i}.1"));
+        ip(&ns, &["link", "add", "hbr0", "type", "bridge"])?;
+        ip(&ns, &["addr", "add", &format!("{gw}/24"), "dev", "hbr0"])?;
+        ip(
+            &ns,
+            &[
+                "link", "add", "hbv0", "type", "veth", "peer", "name", "eth1", "netns", &pod,
+            ],
+        )?;
+        ip(
+            &ns,
+            &["link", "set", "hbv0", "mtu", &m, "master", "hbr0", "up"],
+        )?;
+        ip(&ns, &["link", "set", "hbr0", "mtu", &m, "up"])?;
+        ip(&pod, &["link", "set", "eth1", "mtu", &m, "up"])?;
+        ip(
+            &pod,
+            &["addr", "add", &format!("{}/24", hb_pod(i)), "dev", "eth1"],
+        )?;
+        ip(
+            &pod,
+            &["route", "add", "10.251.0.0/16", "via", &gw, "dev", "eth1"],
+        )?;
+        let peer = 1 - i;
+        ip(
+            &ns,
+            &[
+                "route",
+                "add",
+                &format!("10.251.{peer}.0/24"),
+                "via",
+                &hb(peer).to_string(),
+                "dev",
+                "vxhb",
+            ],
+        )?;
+    }
+    // Servers: in pod B (both its addresses), and in node B (VTEP and
+    // hand-built addresses).
     let mut servers = Vec::new();
     for ns in [pods[1].0.clone(), c.nodes[1].path()] {
         let file = File::open(&ns).map_err(|e| format!("open {}: {e}", ns.display()))?;
@@ -1163,8 +1215,8 @@ fn measure_throughput(
     };
     let node_a = c.nodes[0].path();
     for rep in 0..p.reps {
-        for k in 0..3 {
-            match (k + rep) % 3 {
+        for k in 0..4 {
+            match (k + rep) % 4 {
                 0 => {
                     t.overlay_pods
                         .push(iperf(&pods[0].0, &pods[1].1.to_string(), p.iperf_seconds)?)
@@ -1172,9 +1224,14 @@ fn measure_throughput(
                 1 => t
                     .overlay_nodes
                     .push(iperf(&node_a, &vtep_b, p.iperf_seconds)?),
-                _ => t
+                2 => t
                     .hand_built
                     .push(iperf(&node_a, &hb(1).to_string(), p.iperf_seconds)?),
+                _ => t.hand_built_pods.push(iperf(
+                    &pods[0].0,
+                    &hb_pod(1).to_string(),
+                    p.iperf_seconds,
+                )?),
             }
         }
     }
@@ -1205,7 +1262,7 @@ pub fn run(quick: bool, dirs: &Dirs, progress: &dyn Fn(&str)) -> Result<OverlayD
         progress(&format!(
             "overlay/throughput: pods {:.2} Gbit/s, hand-built {:.2} Gbit/s",
             t.overlay_pods.summary().p50,
-            t.hand_built.summary().p50
+            t.hand_built_pods.summary().p50
         ));
         d.throughput = Some(t);
         Ok(())
@@ -1273,6 +1330,7 @@ pub fn json(d: &OverlayData) -> Value {
             "overlay_pod_to_pod_gbit_s": t.overlay_pods.summary().json(),
             "overlay_node_to_node_gbit_s": t.overlay_nodes.summary().json(),
             "hand_built_node_to_node_gbit_s": t.hand_built.summary().json(),
+            "hand_built_pod_to_pod_gbit_s": t.hand_built_pods.summary().json(),
             "ratio_pods_over_hand_built": t.ratio().map(r3),
             "ratio_nodes_over_hand_built": crate::stats::ratio(
                 t.overlay_nodes.summary().p50, t.hand_built.summary().p50).map(r3),
@@ -1338,6 +1396,7 @@ pub fn table(d: &OverlayData, t: &mut String, num: fn(f64) -> String) {
             ("pod to pod across the overlay", &x.overlay_pods),
             ("node to node, overlay VTEPs", &x.overlay_nodes),
             ("node to node, hand-built VXLAN", &x.hand_built),
+            ("pod to pod, hand-built VXLAN", &x.hand_built_pods),
         ] {
             let _ = writeln!(t, "  {:<32} {:>7.2}", name, s.summary().p50);
         }

@@ -100,6 +100,7 @@ fn quick_overlay_run_reports_convergence_scale_and_throughput() {
         "overlay_pod_to_pod_gbit_s",
         "overlay_node_to_node_gbit_s",
         "hand_built_node_to_node_gbit_s",
+        "hand_built_pod_to_pod_gbit_s",
     ] {
         assert_eq!(t[k]["n"].as_u64(), Some(1), "{k}: {t}");
         positive(&t[k]["p50"], k);
