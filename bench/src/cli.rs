@@ -35,7 +35,9 @@ options:
                      bridge/seq,masq-portmap,floors,etcd-ipam (default: all;
                      etcd-ipam/seq, /x10, /x50: etcd-ipam against a real etcd
                      of 1 and of 3 members on 127.0.0.1, beside host-local and
-                     the floor of one etcd transaction; needs `etcd` on PATH)
+                     the floor of one etcd transaction; needs `etcd` on PATH;
+                     overlay: overlayd at 10/20/50 nodes and iperf3 across the
+                     overlay against a hand-built VXLAN; needs etcd, iperf3)
   --format F         table (default) or json, on stdout
   --plot FILE.svg    also write an SVG plot
   --save FILE.json   also write the JSON report
@@ -413,6 +415,9 @@ mod tests {
         let o = opts(&["--only", "etcd-ipam"]);
         assert!(o.selected("etcd-ipam/seq") && o.selected("etcd-ipam/x50"));
         assert!(!o.selected("bridge/seq") && !o.selected("floors"));
+        assert!(!o.selected("overlay"));
+        let o = opts(&["--only", "overlay"]);
+        assert!(o.selected("overlay") && !o.selected("etcd-ipam/seq"));
         assert!(parse(["--iterations", "0"].iter().map(|s| s.to_string())).is_err());
         assert!(parse(["--bogus"].iter().map(|s| s.to_string())).is_err());
     }
