@@ -18,6 +18,7 @@ packages=(
   iputils-ping                 # ping, for the demo and datapath tests
   busybox                      # httpd and wget, for the demo's web page
   iperf3                       # pod-to-pod TCP throughput across the overlay, in cni-bench
+  musl-tools                   # musl-gcc: ring (TLS of etcd-ipam, overlayd, the CLIs) in the musl release build
   containernetworking-plugins  # the reference Go plugins, for differential tests and benchmarks
   ca-certificates
 )
