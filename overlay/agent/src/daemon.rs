@@ -104,7 +104,7 @@ impl Node {
         // the subnet is known.
         let s = spec.clone();
         let device = kernel
-            .run(move |nl| kernel::ensure_device(nl, &s, Ipv4Addr::UNSPECIFIED))
+            .run(move |nl| kernel::ensure_device(nl, &s, None))
             .await?;
         tracing::debug!(device = spec.name, "device ready");
         let reg = store::register(
@@ -147,19 +147,9 @@ impl Node {
     /// was recreated) is published.
     async fn ensure_device(&mut self) -> Result<(), String> {
         let (spec, addr) = (self.spec.clone(), vtep_v4(&self.reg.subnet));
-        let unspecified = Ipv4Addr::UNSPECIFIED;
         let device = self
             .kernel
-            .run(move |nl| {
-                let d = kernel::ensure_device(nl, &spec, addr)?;
-                // Drop the placeholder a first start may have added.
-                let _ = nl.del_address(
-                    d.index,
-                    ipnetwork::IpNetwork::new(IpAddr::V4(unspecified), 32)
-                        .map_err(|e| e.to_string())?,
-                );
-                Ok(d)
-            })
+            .run(move |nl| kernel::ensure_device(nl, &spec, Some(addr)))
             .await?;
         if device.mac != self.device.mac || format_mac(&device.mac) != self.reg.record.vtep_mac {
             tracing::info!(mac = %format_mac(&device.mac), "VTEP MAC changed: publishing it");

@@ -124,8 +124,13 @@ fn matches(link: &netlink::Link, spec: &DeviceSpec) -> bool {
 }
 
 /// Makes the device exactly `spec` (recreated when anything differs), up,
-/// with `address` (the VTEP address, /32) on it.
-pub fn ensure_device(nl: &Netlink, spec: &DeviceSpec, address: Ipv4Addr) -> Result<Device, String> {
+/// with `address` (the VTEP address, /32) on it once the subnet is known
+/// (`None` at start-up: the MAC is needed to lease the subnet).
+pub fn ensure_device(
+    nl: &Netlink,
+    spec: &DeviceSpec,
+    address: Option<Ipv4Addr>,
+) -> Result<Device, String> {
     let mut link = nl.link_by_name(&spec.name).map_err(err)?;
     if let Some(l) = link.as_ref().filter(|l| !matches(l, spec)) {
         tracing::warn!(device = %spec.name, "VXLAN device differs from the config: recreating it");
@@ -150,9 +155,11 @@ pub fn ensure_device(nl: &Netlink, spec: &DeviceSpec, address: Ipv4Addr) -> Resu
     if !link.up {
         nl.set_up(link.index).map_err(err)?;
     }
-    let want = IpNetwork::new(IpAddr::V4(address), 32).map_err(|e| e.to_string())?;
-    if !nl.addresses(link.index).map_err(err)?.contains(&want) {
-        nl.add_address(link.index, want).map_err(err)?;
+    if let Some(address) = address {
+        let want = IpNetwork::new(IpAddr::V4(address), 32).map_err(|e| e.to_string())?;
+        if !nl.addresses(link.index).map_err(err)?.contains(&want) {
+            nl.add_address(link.index, want).map_err(err)?;
+        }
     }
     let mac = match link.mac {
         Some(mac) => mac,
